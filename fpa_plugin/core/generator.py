@@ -185,7 +185,8 @@ class FastWeightPainter(nn.Module):
 
     def latent(self, z, c=None, truncation_psi=1):
         """w = [psi * z, embed(c)]: (B, latent_dim). Truncation pulls z towards its mean, 0."""
-        w = z * truncation_psi if truncation_psi != 1 else z
+        w = z.to(self.update_net.linear.weight.dtype)                   # e.g. gen_images.py passes float64 z
+        w = w * truncation_psi if truncation_psi != 1 else w
         if self.embed is not None:
             if c is None or c.shape[-1] != self.c_dim:
                 raise ValueError(f'This generator is conditional: it needs labels c of size {self.c_dim}')

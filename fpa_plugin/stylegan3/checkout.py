@@ -17,6 +17,7 @@ PINNED_COMMIT = 'c233a919a6faee6e36a316ddd4eddababad1adf9'
 GITHUB_URL = 'https://github.com/NVlabs/stylegan3.git'
 ENV_DIR = 'FPA_STYLEGAN3_DIR'
 ENV_SOURCE = 'FPA_STYLEGAN3_SOURCE'
+MARKER = '.fpa-plugin-install'          # in checkouts the plugin made (which it may restore and re-patch)
 
 
 class CheckoutError(Exception):
@@ -86,12 +87,41 @@ def _fetch(source, tmp, log):
                             f'this plugin supports') from None
 
 
+def _restore_from_git(root, states):
+    """A checkout this plugin installed (it has the marker file), from git at the pinned commit, whose target
+    files are neither pristine nor patched by this version of the plugin (an older version patched them): restore
+    those files from git, so that they can be patched anew. False, touching nothing, if it is not one."""
+    if not (root / MARKER).is_file() or not _is_git_repo(root):
+        return False
+    try:
+        if _git('rev-parse', 'HEAD', cwd=root) != PINNED_COMMIT:
+            return False
+        hashes = patching.pristine_hashes()
+        originals = {}
+        for path, state in states.items():
+            if state in (patching.UNKNOWN, patching.MISSING):
+                data = subprocess.run(['git', 'show', f'{PINNED_COMMIT}:{path}'], cwd=root, capture_output=True,
+                                      check=True).stdout
+                if patching.sha256(data) != hashes[path]:
+                    return False
+                originals[path] = data
+    except (CheckoutError, subprocess.CalledProcessError):
+        return False
+    for path, data in originals.items():
+        patching.write_atomic(os.path.join(root, path), data)
+    return sorted(originals)
+
+
 def install(source=None, dest=None, log=print):
     """Install StyleGAN3 at the pinned commit into `dest` (default: `default_dir()`) and patch it. A checkout
     already there is kept (and patched if it is pristine); anything else there is refused, untouched."""
     dest = Path(dest).expanduser() if dest else default_dir()
     if dest.exists():
         states = patching.check(dest) if (dest / 'train.py').is_file() else {}
+        restored = patching.summarise(states) == patching.UNKNOWN and _restore_from_git(dest, states)
+        if restored:
+            log(f'Restored from git what an earlier version of the plugin patched: {", ".join(restored)}')
+            states = patching.check(dest)
         if not states or patching.summarise(states) == patching.UNKNOWN:
             raise CheckoutError(f'{dest} exists and is not a StyleGAN3 checkout at {PINNED_COMMIT[:7]}: '
                                 f'remove it or choose another --dest')
@@ -109,6 +139,7 @@ def install(source=None, dest=None, log=print):
             bad = '\n'.join(f'  {p}: {s}' for p, s in sorted(states.items()) if s != patching.PRISTINE)
             raise CheckoutError(f'{source} is not StyleGAN3 at {PINNED_COMMIT[:7]}; these files differ:\n{bad}')
         patching.apply(tmp)
+        (tmp / MARKER).write_text(f'Installed by fpa-plugin from {source}\n')
         os.replace(tmp, dest)                                           # the checkout appears whole, or not at all
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -148,9 +148,11 @@ def check(root):
 
 
 def summarise(states):
-    """One word for the whole checkout: pristine, patched, or unknown (mixed states are unknown)."""
+    """One word for the whole checkout: pristine, patched, mixed (some of each: `apply` completes it), unknown."""
     values = set(states.values())
-    return values.pop() if len(values) == 1 and values <= {PRISTINE, PATCHED} else UNKNOWN
+    if not values <= {PRISTINE, PATCHED}:
+        return UNKNOWN
+    return values.pop() if len(values) == 1 else 'mixed'
 
 
 def _refuse(root, states, action):
@@ -161,13 +163,14 @@ def _refuse(root, states, action):
                          f'(nor patched by this plugin); nothing was changed:\n{lines}')
 
 
-def _write_atomic(path, data):
+def write_atomic(path, data):
     tmp = f'{path}.fpa-tmp'
     with open(tmp, 'wb') as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.chmod(tmp, os.stat(path).st_mode)
+    if os.path.exists(path):
+        os.chmod(tmp, os.stat(path).st_mode)
     os.replace(tmp, path)
 
 
@@ -179,7 +182,7 @@ def apply(root):
     todo = {p: _patch_text(text.decode('utf-8'), by_file[p]).encode('utf-8')
             for p, (state, text) in states.items() if state == PRISTINE}  # all computed before anything is written
     for path, data in todo.items():
-        _write_atomic(os.path.join(root, path), data)
+        write_atomic(os.path.join(root, path), data)
     return sorted(todo)
 
 
@@ -189,7 +192,7 @@ def revert(root):
     _refuse(root, states, 'revert')
     todo = {p: text for p, (state, text) in states.items() if state == PATCHED}
     for path, data in todo.items():
-        _write_atomic(os.path.join(root, path), data)
+        write_atomic(os.path.join(root, path), data)
     return sorted(todo)
 
 #----------------------------------------------------------------------------
