@@ -10,7 +10,7 @@ Pure PyTorch: nothing here knows about StyleGAN3. Initialisation follows the aut
 """
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -136,12 +136,13 @@ class UpdateNet(nn.Module):
 # What `FastWeightPainter.paint` returns: the whole painting of a batch.
 
 class PaintingTrace(NamedTuple):
-    image: torch.Tensor         # (B, C, H, W) the generator's output (after the output activation)
+    image: torch.Tensor         # (B, C, H, W) the painted image (after the output activation)
     updates: torch.Tensor       # (B, T, C, H, W) rank-1 update of every step
     partials: torch.Tensor      # (B, T, C, H, W) image after every step (with the output activation)
     keys: torch.Tensor          # (B, T, C, W) the key of every step (which columns it writes)
     values: torch.Tensor        # (B, T, C, H) the effective value u_t of every step
     lrs: torch.Tensor           # (B, T, C) learning rates (ones for hebbian)
+    refined: Optional[torch.Tensor] = None  # (B, C, H, W) FPA + U-Net: the U-Net's output, the generator's output
 
 #----------------------------------------------------------------------------
 # The generator.
