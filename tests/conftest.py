@@ -107,3 +107,22 @@ def standin_detector(tmp_path_factory):
 
 def run_dirs(outdir):
     return sorted(p for p in Path(outdir).iterdir() if p.is_dir())
+
+
+# A small, fast training run: the tiny FPA preset and the tiny LightGAN D, 1 kimg of 16x16 images.
+TINY = ['--fpa-preset=tiny', '--disc-size=tiny', '--batch=16', '--kimg=1', '--tick=1', '--snap=1', '--workers=1']
+
+
+def train(stylegan3, outdir, data, *args, env=None, check=True):
+    return run_host(stylegan3, 'train.py', f'--outdir={outdir}', f'--data={data}', '--gpus=1', *args, env=env,
+                    check=check)
+
+
+@pytest.fixture(scope='session')
+def fpa_run(stylegan3, make_dataset, standin_detector, tmp_path_factory):
+    """A finished --cfg=fpa run (2 snapshots, fid5k_full with the stand-in detector at each)."""
+    outdir = tmp_path_factory.mktemp('fpa-runs')
+    train(stylegan3, outdir, make_dataset(16), '--cfg=fpa', *TINY, '--metrics=fid5k_full',
+          env={'DNNLIB_CACHE_DIR': str(standin_detector)})
+    (run,) = run_dirs(outdir)
+    return run

@@ -99,6 +99,16 @@ def test_painting_trace(normalise):
         assert tr.updates.abs().max() < 1
 
 
+def test_reference_output_range():
+    torch.manual_seed(0)
+    G = FastWeightPainter(height=6, width=6, **SMALL)
+    z = torch.randn(3, 16)
+    ref = FastWeightPainter(height=6, width=6, output_range='reference', **SMALL)
+    ref.load_state_dict(G.state_dict())
+    torch.testing.assert_close(ref(z), 2 * G(z).clamp(0, 1) - 1)     # the authors' images: tanh clamped to [0, 1]
+    assert (ref(z) >= -1).all() and ref.paint(z).partials.min() >= -1
+
+
 def test_validation():
     with pytest.raises(ValueError, match='Unknown learning rule'):
         FastWeightPainter(rule='hebb', **SMALL)
@@ -108,6 +118,8 @@ def test_validation():
         FastWeightPainter(input_version='v3', **SMALL)
     with pytest.raises(ValueError, match='first_step'):
         FastWeightPainter(first_step='authors', **SMALL)
+    with pytest.raises(ValueError, match='output_range'):
+        FastWeightPainter(output_range='unit', **SMALL)
 
 
 # Table 3 "Gen. Param. Count" (M) against the exact counts of the authors' classes (reference doc, section 1a).

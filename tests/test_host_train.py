@@ -9,27 +9,11 @@ import textwrap
 
 import pytest
 
-from conftest import run_dirs, run_host
-
-TINY = ['--fpa-preset=tiny', '--disc-size=tiny', '--batch=16', '--kimg=1', '--tick=1', '--snap=1', '--workers=1']
-
-
-def train(stylegan3, outdir, data, *args, env=None, check=True):
-    return run_host(stylegan3, 'train.py', f'--outdir={outdir}', f'--data={data}', '--gpus=1', *args, env=env,
-                    check=check)
+from conftest import TINY, run_dirs, run_host, train
 
 
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-@pytest.fixture(scope='module')
-def fpa_run(stylegan3, make_dataset, standin_detector, tmp_path_factory):
-    outdir = tmp_path_factory.mktemp('runs')
-    train(stylegan3, outdir, make_dataset(16), '--cfg=fpa', *TINY, '--metrics=fid5k_full',
-          env={'DNNLIB_CACHE_DIR': str(standin_detector)})
-    (run,) = run_dirs(outdir)
-    return run
 
 #----------------------------------------------------------------------------
 

@@ -133,6 +133,19 @@ class UpdateNet(nn.Module):
         return painter.paint(*self.rule_inputs(h), rule=self.rule, impl=self.impl)
 
 #----------------------------------------------------------------------------
+# Output range. StyleGAN3 shows x in [-1, 1] as (x + 1) * 127.5. The authors' code trains on reals in [0, 1] and
+# saves its tanh output clamped to [0, 1]: 'reference' maps that to StyleGAN3's range, 2 clamp(x, 0, 1) - 1, so
+# that converted checkpoints of the paper's models give the authors' images.
+
+def check_output_range(output_range):
+    if output_range not in ('symmetric', 'reference'):
+        raise ValueError(f'Unknown output_range {output_range!r}: choose symmetric or reference')
+
+
+def to_output_range(x, output_range):
+    return x if output_range == 'symmetric' else 2 * x.clamp(0, 1) - 1
+
+#----------------------------------------------------------------------------
 # What `FastWeightPainter.paint` returns: the whole painting of a batch.
 
 class PaintingTrace(NamedTuple):
@@ -168,10 +181,13 @@ class FastWeightPainter(nn.Module):
         key_activation  = 'softmax',# Key activation phi.
         out_tanh        = True,     # tanh on the output image.
         c_embed_dim     = None,     # Label embedding size, None = z_dim.
+        output_range    = 'symmetric',  # 'reference': map to [-1, 1] what the authors' code saves, clamp(x, 0, 1).
     ):
         super().__init__()
         self.z_dim, self.c_dim, self.height, self.width, self.channels = z_dim, c_dim, height, width, channels
         self.steps, self.out_tanh = steps, out_tanh
+        check_output_range(output_range)
+        self.output_range = output_range
         self.embed = None
         latent_dim = z_dim
         if c_dim > 0:
@@ -201,7 +217,7 @@ class FastWeightPainter(nn.Module):
         return self.update_net(self.hidden_states(w))
 
     def activate(self, W):
-        return torch.tanh(W) if self.out_tanh else W
+        return to_output_range(torch.tanh(W) if self.out_tanh else W, self.output_range)
 
     def synthesise(self, w):                                            # -> (B, C, H, W) image
         return self.activate(self.strokes(w).W)

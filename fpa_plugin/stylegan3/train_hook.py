@@ -5,6 +5,8 @@ those runs to `dispatch`, which builds the run's config from scratch here (the h
 left exactly as upstream builds them) and launches it with train.py's own `launch_training`.
 """
 
+import os
+
 import click
 import torch
 from click.core import ParameterSource
@@ -13,9 +15,12 @@ import dnnlib
 
 from fpa_plugin.core import painter, presets
 from fpa_plugin.core.lightgan import DISC_SIZES
+from fpa_plugin.core.lightgan_generator import GEN_SIZES
+from fpa_plugin.core.unet import unet_kwargs_for
 from fpa_plugin.stylegan3 import metrics as _metrics  # noqa: F401  (registers the plugin's metrics)
 
-CONFIGS = ['fpa']
+CONFIGS = ['fpa', 'fpa-unet', 'lightgan']
+NETWORKS = 'fpa_plugin.stylegan3.networks'
 
 #----------------------------------------------------------------------------
 # Options. Every plugin option is None unless given, so a preset or a configuration's default can fill it.
@@ -39,8 +44,19 @@ _OPTIONS = [                      # (flag, click.option kwargs)
     ('--fpa-layers', dict(help='LSTM layers L', metavar='INT', type=click.IntRange(min=1))),
     ('--fpa-latent-to-init', dict(help='Initial LSTM state from z', metavar='BOOL', type=bool)),
     ('--fpa-out-tanh', dict(help='tanh on the painted image', metavar='BOOL', type=bool)),
-    ('--fpa-ema', dict(help='EMA of G: stylegan (--ema-kimg half-life) or reference (the authors\' '
+    ('--ema-schedule', dict(help='EMA of G: stylegan (--ema-kimg half-life) or reference (the authors\' '
         'schedule)  [default: stylegan]', type=click.Choice(['stylegan', 'reference']))),
+    ('--fpa-pkl', dict(help='fpa-unet: snapshot of the FPA run to refine', metavar='PKL', type=str)),
+    ('--fpa-weights', dict(help='fpa-unet: the FPA from the snapshot\'s G_ema (ema) or G (raw, the reference '
+        'code\'s choice)  [default: ema]', type=click.Choice(['ema', 'raw']))),
+    ('--unet-size', dict(help='fpa-unet: U-Net capacity: paper (8M at 64x64), small, tiny  [default: paper]',
+        type=click.Choice(['paper', 'small', 'tiny']))),
+    ('--unet-disc', dict(help='fpa-unet: start D from the FPA run\'s D (fpa, as the reference) or afresh (scratch)'
+        '  [default: fpa]', type=click.Choice(['fpa', 'scratch']))),
+    ('--gen-size', dict(help='lightgan: generator capacity: paper (21M at 64x64), small, tiny  [default: paper]',
+        type=click.Choice(['paper', 'small', 'tiny']))),
+    ('--d-hinge-scale', dict(help='LightGAN D: scale of the hinge terms (0.5 = the reference\'s U-Net stage)'
+        '  [default: 1]', metavar='FLOAT', type=click.FloatRange(min=0))),
     ('--disc', dict(help='Discriminator and loss  [default: lightgan]',
         type=click.Choice(['lightgan', 'stylegan2']))),
     ('--disc-size', dict(help='LightGAN D capacity: paper (12.3M at 64x64), small, tiny  [default: paper]',
@@ -133,8 +149,16 @@ def build_config(opts, given, init_dataset_kwargs):
     c.cudnn_benchmark = not opts.nobench
 
     # Generator.
-    kw = painter_kwargs(opts, res)
-    c.G_kwargs = dnnlib.EasyDict(class_name='fpa_plugin.stylegan3.networks.FPAGenerator', **kw)
+    _only_for(given, opts.cfg, {'fpa': [n for n in PLUGIN_OPTIONS if n.startswith('fpa_') and n not in UNET_OPTIONS],
+                                'fpa-unet': UNET_OPTIONS, 'lightgan': ['gen_size']})
+    fpa_D = None
+    if opts.cfg == 'fpa':
+        c.G_kwargs = dnnlib.EasyDict(class_name=f'{NETWORKS}.FPAGenerator', **painter_kwargs(opts, res))
+    elif opts.cfg == 'fpa-unet':
+        c.G_kwargs, fpa_D = _fpa_unet_generator(opts, c.training_set_kwargs)
+    else:
+        size = dict(GEN_SIZES[opts.gen_size or 'paper'])
+        c.G_kwargs = dnnlib.EasyDict(class_name=f'{NETWORKS}.LightGANGenerator', z_dim=size.pop('latent_dim'), **size)
 
     # Optimisers: the paper's Adam for both networks unless --glr / --dlr are given.
     lr = opts.lr if opts.lr is not None else 2e-4
@@ -144,28 +168,35 @@ def build_config(opts, given, init_dataset_kwargs):
     c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=opts.dlr if 'dlr' in given else lr,
                                      betas=betas, eps=1e-8)
     c.ema_kimg = opts.ema_kimg if opts.ema_kimg is not None else c.batch_size * 10 / 32
-    if opts.fpa_ema == 'reference':
+    if opts.ema_schedule == 'reference':
         c.ema_schedule = 'reference'
 
-    # Discriminator and loss.
+    # Discriminator and loss. FPA + U-Net starts from the FPA run's D unless --unet-disc=scratch.
     disc = opts.disc or 'lightgan'
+    if fpa_D is not None:
+        for name in ('disc', 'disc_size', 'cbase', 'cmax', 'mbstd_group', 'freezed'):
+            if name in given:
+                raise click.ClickException(f'--{name.replace("_", "-")}: the D comes from --fpa-pkl '
+                                           f'(use --unet-disc=scratch to choose another)')
+        disc = 'lightgan'
     if disc == 'lightgan':
         for name in ('gamma', 'cbase', 'cmax', 'mbstd_group', 'freezed'):
             if name in given:
                 raise click.ClickException(f'--{name.replace("_", "-")} applies to --disc=stylegan2 only')
-        c.D_kwargs = dnnlib.EasyDict(class_name='fpa_plugin.stylegan3.networks.LightGANDiscriminator', blur=False,
-                                     **DISC_SIZES[opts.disc_size or 'paper'])
+        c.D_kwargs = fpa_D or dnnlib.EasyDict(class_name=f'{NETWORKS}.LightGANDiscriminator',
+            blur=opts.cfg == 'lightgan', **DISC_SIZES[opts.disc_size or 'paper'])   # the baseline's D blurs
         c.loss_kwargs = dnnlib.EasyDict(class_name='fpa_plugin.stylegan3.loss.LightGANLoss', batch_size=c.batch_size,
             gp_weight=opts.gp_weight if opts.gp_weight is not None else 10,
-            gp_interval=opts.gp_interval if opts.gp_interval is not None else 4)
+            gp_interval=opts.gp_interval if opts.gp_interval is not None else 4,
+            hinge_scale=opts.d_hinge_scale if opts.d_hinge_scale is not None else 1)
         c.G_reg_interval = c.D_reg_interval = None
     else:
-        for name in ('gp_weight', 'gp_interval', 'disc_size'):
+        for name in ('gp_weight', 'gp_interval', 'disc_size', 'd_hinge_scale'):
             if name in given:
                 raise click.ClickException(f'--{name.replace("_", "-")} applies to --disc=lightgan only')
         if c.batch_gpu < opts.mbstd_group:
             raise click.ClickException('--batch-gpu cannot be smaller than --mbstd')
-        c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator',
+        c.D_kwargs = fpa_D or dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator',
             channel_base=opts.cbase, channel_max=opts.cmax, block_kwargs=dnnlib.EasyDict(freeze_layers=opts.freezed),
             mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=opts.mbstd_group))
         if opts.fp32:
@@ -183,18 +214,72 @@ def build_config(opts, given, init_dataset_kwargs):
         if aug == 'fixed':
             c.augment_p = opts.p
 
-    if opts.resume is not None:
+    if opts.resume == 'auto':
+        c.resume_auto = True                                            # resume.launch_auto takes it from here
+    elif opts.resume is not None:
         c.resume_pkl = opts.resume
         c.ada_kimg = 100
         c.ema_rampup = None
 
     _check_networks(c)
-    desc = f'{opts.cfg}-{dataset_name}-gpus{c.num_gpus}-batch{c.batch_size}-{opts.fpa_preset or "celeba"}'
+    size = {'fpa': opts.fpa_preset or 'celeba', 'fpa-unet': opts.unet_size or 'paper', 'lightgan': opts.gen_size or
+            'paper'}[opts.cfg]
+    desc = f'{opts.cfg}-{dataset_name}-gpus{c.num_gpus}-batch{c.batch_size}-{size}'
     if disc != 'lightgan':
         desc += f'-{disc}'
     if opts.desc is not None:
         desc += f'-{opts.desc}'
     return c, desc
+
+
+UNET_OPTIONS = ['fpa_pkl', 'fpa_weights', 'unet_size', 'unet_disc']
+
+
+def _only_for(given, cfg, owners):
+    """Options that only one configuration takes must not be given to another."""
+    for owner, names in owners.items():
+        for name in names:
+            if name in given and cfg != owner:
+                raise click.ClickException(f'--{name.replace("_", "-")} only applies to --cfg={owner}')
+
+
+def _fpa_unet_generator(opts, training_set_kwargs):
+    """G_kwargs for FPA + U-Net from the FPA snapshot (--fpa-pkl), and the D_kwargs to start from its D
+    (None with --unet-disc=scratch). Checks that the snapshot is an FPA that can paint this data."""
+    import dnnlib
+    import legacy
+    if opts.fpa_pkl is None:
+        raise click.ClickException('--cfg=fpa-unet needs --fpa-pkl=PATH: a network snapshot of an FPA run')
+    try:
+        with dnnlib.util.open_url(opts.fpa_pkl) as f:
+            data = legacy.load_network_pkl(f)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(f'--fpa-pkl: cannot read {opts.fpa_pkl}: {err}') from None
+    except Exception as err:                                            # noqa: BLE001 (not a network pickle)
+        raise click.ClickException(f'--fpa-pkl: {opts.fpa_pkl} is not a StyleGAN3 network pickle ({err})') from None
+    G = data['G_ema']
+    if type(G).__name__ != 'FPAGenerator':
+        raise click.ClickException(f'--fpa-pkl: {opts.fpa_pkl} is not an FPA network pickle: its generator is a '
+                                   f'{type(G).__name__}; train one with --cfg=fpa first')
+    ds = dnnlib.util.construct_class_by_name(**training_set_kwargs)
+    if (G.img_resolution, G.img_channels) != (ds.resolution, ds.num_channels) or G.c_dim != ds.label_dim:
+        raise click.ClickException(f'--fpa-pkl: the FPA paints {G.img_resolution}x{G.img_resolution} images with '
+            f'{G.img_channels} channels and {G.c_dim} labels; the data has {ds.resolution}x{ds.resolution}, '
+            f'{ds.num_channels} channels and {ds.label_dim} labels')
+    common = ('z_dim', 'c_dim', 'img_resolution', 'img_channels')
+    G_kwargs = dnnlib.EasyDict(class_name=f'{NETWORKS}.FPAUNetGenerator', z_dim=G.z_dim,
+        painter_kwargs={k: v for k, v in G.init_kwargs.items() if k not in common},
+        unet_kwargs=unet_kwargs_for(ds.resolution, opts.unet_size or 'paper'),
+        fpa_pkl=os.path.abspath(opts.fpa_pkl), fpa_weights=opts.fpa_weights or 'ema')
+    D_kwargs = None
+    if (opts.unet_disc or 'fpa') == 'fpa':
+        D = data['D']
+        if type(D).__name__ != 'LightGANDiscriminator':
+            raise click.ClickException(f'--fpa-pkl: its D is a {type(D).__name__}, not the LightGAN D this option '
+                                       f'continues; pass --unet-disc=scratch')
+        D_kwargs = dnnlib.EasyDict(class_name=f'{NETWORKS}.LightGANDiscriminator', init_pkl=os.path.abspath(
+            opts.fpa_pkl), **{k: v for k, v in D.init_kwargs.items() if k not in common + ('init_pkl',)})
+    return G_kwargs, D_kwargs
 
 
 def _check_networks(c):
