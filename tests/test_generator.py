@@ -109,6 +109,24 @@ def test_reference_output_range():
     assert (ref(z) >= -1).all() and ref.paint(z).partials.min() >= -1
 
 
+def test_mixed_precision_keeps_the_painter_in_float32(monkeypatch):
+    from fpa_plugin.core import painter
+    torch.manual_seed(0)
+    G = FastWeightPainter(height=8, width=8, **SMALL)
+    G16 = FastWeightPainter(height=8, width=8, amp='bfloat16', **SMALL)
+    G16.load_state_dict(G.state_dict())
+    seen = []
+    real = painter.paint
+    monkeypatch.setattr(painter, 'paint', lambda k, v, lr, **kw: seen.append((k.dtype, v.dtype)) or real(k, v, lr, **kw))
+    z = torch.randn(4, 16)
+    img, img16 = G(z), G16(z)
+    assert seen[-1] == (torch.float32, torch.float32) and img16.dtype == torch.float32
+    mse = (img - img16).square().mean()
+    assert 10 * torch.log10(4 / mse) > 30                                # PSNR over the [-1, 1] range, in dB
+    with pytest.raises(ValueError, match='amp'):
+        FastWeightPainter(amp='int8', **SMALL)
+
+
 def test_validation():
     with pytest.raises(ValueError, match='Unknown learning rule'):
         FastWeightPainter(rule='hebb', **SMALL)

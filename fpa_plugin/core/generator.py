@@ -161,6 +161,8 @@ class PaintingTrace(NamedTuple):
 # The generator.
 
 class FastWeightPainter(nn.Module):
+    output_range, amp = 'symmetric', None                               # class defaults: pickles made before these
+                                                                        # options existed load and behave as then
     def __init__(self,
         z_dim           = 128,      # d_latent.
         c_dim           = 0,        # Label size, 0 = unconditional (no label parameters at all).
@@ -182,12 +184,15 @@ class FastWeightPainter(nn.Module):
         out_tanh        = True,     # tanh on the output image.
         c_embed_dim     = None,     # Label embedding size, None = z_dim.
         output_range    = 'symmetric',  # 'reference': map to [-1, 1] what the authors' code saves, clamp(x, 0, 1).
+        amp             = None,     # 'bfloat16' / 'float16': autocast the LSTM and projections; the painter stays fp32.
     ):
         super().__init__()
         self.z_dim, self.c_dim, self.height, self.width, self.channels = z_dim, c_dim, height, width, channels
         self.steps, self.out_tanh = steps, out_tanh
         check_output_range(output_range)
-        self.output_range = output_range
+        if amp not in (None, 'bfloat16', 'float16'):
+            raise ValueError(f'Unknown amp {amp!r}: choose bfloat16, float16 or None')
+        self.output_range, self.amp = output_range, amp
         self.embed = None
         latent_dim = z_dim
         if c_dim > 0:
@@ -213,8 +218,12 @@ class FastWeightPainter(nn.Module):
     def hidden_states(self, w):                                         # w (B, latent_dim) -> h (T, B, H)
         return self.sequence_processor(self.input_generator(w), w)
 
+    def rule_inputs(self, w):                                           # w -> k, v, lr in float32
+        with torch.autocast(w.device.type, dtype=getattr(torch, self.amp or 'float32'), enabled=self.amp is not None):
+            return self.update_net.rule_inputs(self.hidden_states(w))
+
     def strokes(self, w):                                               # w (B, latent_dim) -> Strokes
-        return self.update_net(self.hidden_states(w))
+        return painter.paint(*self.rule_inputs(w), rule=self.update_net.rule, impl=self.update_net.impl)
 
     def activate(self, W):
         return to_output_range(torch.tanh(W) if self.out_tanh else W, self.output_range)
@@ -232,15 +241,15 @@ class FastWeightPainter(nn.Module):
         normalise=True applies the paper's visualisation (Fig. 5): every update and partial image is scaled to
         the Frobenius norm of its sample's final canvas W_T, then passed through tanh.
         """
-        k, v, lr = self.update_net.rule_inputs(self.hidden_states(self.latent(z, c, truncation_psi)))
+        k, v, lr = self.rule_inputs(self.latent(z, c, truncation_psi))
         s = painter.paint(k, v, lr, rule=self.update_net.rule, impl=self.update_net.impl)
         updates = s.updates().transpose(1, 2)                           # (B, T, C, H, W)
         partials = updates.cumsum(dim=1)
         if normalise:
             norm = lambda x: x.flatten(2).norm(dim=2)[..., None, None, None].clamp_min(1e-12)  # (B, T, 1, 1, 1)
             final = s.W.flatten(1).norm(dim=1)[:, None, None, None, None]                   # (B, 1, 1, 1, 1)
-            updates = torch.tanh(updates * final / norm(updates))
-            partials = torch.tanh(partials * final / norm(partials))
+            updates = to_output_range(torch.tanh(updates * final / norm(updates)), self.output_range)
+            partials = to_output_range(torch.tanh(partials * final / norm(partials)), self.output_range)
         else:
             partials = self.activate(partials)
         lrs = lr.transpose(1, 2) if lr is not None else torch.ones_like(s.u[..., 0]).transpose(1, 2)

@@ -43,6 +43,8 @@ _OPTIONS = [                      # (flag, click.option kwargs)
     ('--fpa-hidden', dict(help='LSTM width d_hidden', metavar='INT', type=click.IntRange(min=1))),
     ('--fpa-layers', dict(help='LSTM layers L', metavar='INT', type=click.IntRange(min=1))),
     ('--fpa-latent-to-init', dict(help='Initial LSTM state from z', metavar='BOOL', type=bool)),
+    ('--fpa-amp', dict(help='Mixed precision for the LSTM and projections (the painter stays float32)',
+        type=click.Choice(['bfloat16', 'float16']))),
     ('--fpa-out-tanh', dict(help='tanh on the painted image', metavar='BOOL', type=bool)),
     ('--ema-schedule', dict(help='EMA of G: stylegan (--ema-kimg half-life) or reference (the authors\' '
         'schedule)  [default: stylegan]', type=click.Choice(['stylegan', 'reference']))),
@@ -114,7 +116,7 @@ def painter_kwargs(opts, resolution):
         steps=opts.fpa_steps, rule=opts.fpa_rule, impl=opts.fpa_impl, first_step=opts.fpa_first_step,
         input_version=opts.fpa_input, z_dim=opts.fpa_latent, d_in=opts.fpa_d_in, d_in_proj=opts.fpa_d_in_proj,
         input_tanh=opts.fpa_input_tanh, hidden=opts.fpa_hidden, layers=opts.fpa_layers,
-        latent_to_init=opts.fpa_latent_to_init, out_tanh=opts.fpa_out_tanh)
+        latent_to_init=opts.fpa_latent_to_init, out_tanh=opts.fpa_out_tanh, amp=opts.fpa_amp)
     for key in ('width', 'height', 'channels'):
         del kw[key]
     return kw

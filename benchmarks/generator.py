@@ -1,0 +1,156 @@
+"""Generator throughput, side by side in one process (issue: performance).
+
+    python -m benchmarks.generator [--batches 1,20,64] [--repeats 3] [--reference-code PATH/fpainter/code]
+
+At T = 64, 64x64, the CelebA preset (Table 3): images/s of our generator with the parallel painter and with the
+naive loop painter, of the bare LSTM alone (input generator + LSTM: the floor the painter is measured against),
+of StyleGAN2's generator at 64x64 with StyleGAN3's --cfg=stylegan2 defaults (when a StyleGAN3 checkout is
+installed), of bf16 autocast, and, with --reference-code, of the authors' generator class. Then forward+backward
+at batch 20, and GFLOP/s achieved against a 2048^3 matrix product measured in the same run (the machine's
+ceiling). The last line is the headline ratio: parallel-painter throughput over the bare LSTM's at batch 64.
+"""
+
+import argparse
+import sys
+import time
+import types
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from fpa_plugin.core.generator import FastWeightPainter
+from fpa_plugin.core.presets import generator_kwargs
+
+REFERENCE = "the authors' generator"
+
+#----------------------------------------------------------------------------
+
+def best_time(fn, repeats):
+    fn()                                                                # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def flops(fn):
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_ceiling(repeats):
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    return 2 * 2048 ** 3 / best_time(lambda: a @ b, repeats)
+
+
+def stylegan2_generator():
+    """StyleGAN2's G at 64x64 with train.py's --cfg=stylegan2 defaults, or None without a StyleGAN3 checkout."""
+    try:
+        from fpa_plugin.stylegan3 import checkout
+        checkout.import_host()
+        from training.networks_stylegan2 import Generator
+    except Exception as err:                                            # noqa: BLE001 (report and go on)
+        print(f'(StyleGAN2 skipped: {err})', file=sys.stderr)
+        return None
+    G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=64, img_channels=3, channel_base=32768,
+                  channel_max=512, mapping_kwargs=dict(num_layers=8)).eval()
+    return lambda z: G(z, None, noise_mode='const')
+
+
+def _stub_attribute(name):
+    if name.startswith('__'):
+        raise AttributeError(name)
+    return lambda *args, **kwargs: None
+
+
+def reference_generator(code_dir):
+    """The authors' LSTMDeltaTimeSplitLatentGeneratorV2 at the CelebA preset (their code, not ours; never copied)."""
+    for name in ['einops', 'kornia', 'kornia.filters', 'torchvision', 'torchvision.transforms', 'tqdm']:
+        try:
+            __import__(name)
+        except ImportError:                                             # the generator's forward needs none of them
+            stub = types.ModuleType(name)
+            stub.__path__ = []                                          # a package, so submodules can be stubbed
+            stub.__getattr__ = _stub_attribute
+            sys.modules[name] = stub
+    sys.path.insert(0, code_dir)
+    cuda = torch.cuda.is_available
+    torch.cuda.is_available = lambda: True                              # their lightweight_gan.py asserts a GPU
+    try:
+        import painter as ref                                           # noqa: E402  (the authors' painter.py)
+    finally:
+        torch.cuda.is_available = cuda
+    return ref.LSTMDeltaTimeSplitLatentGeneratorV2(image_size=64, latent_dim=128, mini_latent_dim=8,
+        mini_input_size=128, rnn_hidden_size=1024, num_layers=2, num_decoding_steps=64, out_tanh=True,
+        use_softmax=True).eval()
+
+#----------------------------------------------------------------------------
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--batches', default='1,20,64')
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--reference-code', help="the authors' code folder (IDSIA/fpainter/code), optional")
+    args = parser.parse_args()
+    batches = [int(b) for b in args.batches.split(',')]
+    torch.manual_seed(0)
+
+    G = FastWeightPainter(**generator_kwargs('celeba', width=64)).eval()
+    G_naive = FastWeightPainter(**generator_kwargs('celeba', width=64, impl='naive')).eval()
+    G_naive.load_state_dict(G.state_dict())
+    G_bf16 = FastWeightPainter(**generator_kwargs('celeba', width=64), amp='bfloat16').eval()
+    G_bf16.load_state_dict(G.state_dict())
+    lstm_only = lambda z: G.hidden_states(G.latent(z))                  # the floor: everything before the painter
+    rows = {'ours, parallel painter': G, 'ours, naive painter': G_naive, 'bare LSTM (floor)': lstm_only,
+            'ours, bf16 autocast': G_bf16}
+    sg2 = stylegan2_generator()
+    if sg2 is not None:
+        rows['StyleGAN2 G (cfg=stylegan2)'] = sg2
+    if args.reference_code:
+        rows[REFERENCE] = reference_generator(args.reference_code)
+
+    ceiling = matmul_ceiling(args.repeats)
+    gflop_per_image = flops(lambda: G(torch.randn(1, G.z_dim))) / 1e9
+    print(f'CelebA preset, T=64, 64x64: {gflop_per_image:.2f} GFLOP per image; '
+          f'matrix-product ceiling {ceiling / 1e9:.0f} GFLOP/s\n')
+    print(f'{"images/s (forward)":32s}' + ''.join(f'{"batch " + str(b):>12s}' for b in batches))
+    speed = {}
+    for name, fn in rows.items():
+        z_dim = 512 if name.startswith('StyleGAN2') else G.z_dim
+        cells = []
+        for b in batches:
+            z = torch.randn(b, z_dim)
+            with torch.no_grad():
+                speed[name, b] = b / best_time(lambda: fn(z), args.repeats)
+            cells.append(f'{speed[name, b]:12.1f}')
+        print(f'{name:32s}' + ''.join(cells))
+
+    big = max(batches)
+    achieved = speed['ours, parallel painter', big] * gflop_per_image
+    print(f'\nours at batch {big}: {achieved:.0f} GFLOP/s = {achieved * 1e9 / ceiling:.0%} of the matrix-product '
+          f'ceiling')
+
+    print(f'\n{"forward+backward, batch 20":32s}{"ms":>12s}')
+    z = torch.randn(20, G.z_dim)
+    train = {}
+    for name, fn in [('ours, parallel painter', G.train()), ('ours, naive painter', G_naive.train()),
+                     ('bare LSTM (floor)', lstm_only)]:
+        train[name] = best_time(lambda: fn(z).square().mean().backward(), args.repeats)
+        print(f'{name:32s}{train[name] * 1e3:12.1f}')
+    over = lambda name: train[name] / train['bare LSTM (floor)'] - 1
+    print(f'painter overhead over the bare LSTM, forward+backward: parallel {over("ours, parallel painter"):+.0%}, '
+          f'naive {over("ours, naive painter"):+.0%}')
+    if REFERENCE in rows:
+        print(f'ours / {REFERENCE}, forward: ' + ', '.join(
+            f'batch {b} {speed["ours, parallel painter", b] / speed[REFERENCE, b]:.1f}x' for b in batches))
+    print(f'bf16 autocast / float32 at batch {big}: '
+          f'{speed["ours, bf16 autocast", big] / speed["ours, parallel painter", big]:.2f}x')
+    print(f'painter overhead over the bare LSTM at batch {big}, forward: '
+          f'{speed["bare LSTM (floor)", big] / speed["ours, parallel painter", big] - 1:+.1%}')
+
+
+if __name__ == '__main__':
+    main()
