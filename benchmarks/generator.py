@@ -12,28 +12,18 @@ ceiling). The last line is the headline ratio: parallel-painter throughput over 
 
 import argparse
 import sys
-import time
 import types
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.common import best_time
 from fpa_plugin.core.generator import FastWeightPainter
 from fpa_plugin.core.presets import generator_kwargs
 
 REFERENCE = "the authors' generator"
 
 #----------------------------------------------------------------------------
-
-def best_time(fn, repeats):
-    fn()                                                                # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
 
 def flops(fn):
     with FlopCounterMode(display=False) as counter:

@@ -7,23 +7,13 @@ images/s of the CelebA-preset generator at batch 1 and 64. The last line is the 
 """
 
 import argparse
-import time
 
 import torch
 
+from benchmarks.common import best_time
 from fpa_plugin.core import painter
 from fpa_plugin.core.generator import FastWeightPainter
 from fpa_plugin.core.presets import generator_kwargs
-
-
-def best_time(fn, repeats):
-    fn()                                                                # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def painter_inputs(B=20, C=3, T=64, D=64):

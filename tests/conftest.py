@@ -18,6 +18,21 @@ REQUIRE_ENV = 'FPA_REQUIRE_STYLEGAN3'
 
 #----------------------------------------------------------------------------
 
+@pytest.fixture(scope='module')
+def one_thread():
+    """Small convolutions run far slower with 2 intra-op threads on a shared, busy 2-core machine (OpenMP barriers
+    wait on descheduled threads). One thread, restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+#----------------------------------------------------------------------------
+
 def _checkout_or_reason():
     from fpa_plugin.stylegan3 import checkout
     try:

@@ -18,22 +18,12 @@ import torch
 
 from fpa_plugin.core.lightgan_generator import GEN_SIZES, LightGANGenerator
 from fpa_plugin.core.lightgan import Residual
+from conftest import n_params
 
 TINY = GEN_SIZES['tiny']
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Small convolutions run far slower with 2 intra-op threads on a shared, busy 2-core machine (OpenMP barriers
-    wait on descheduled threads). One thread, restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def n_params(module):
-    return sum(p.numel() for p in module.parameters())
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.mark.parametrize('resolution,count', [(64, 20_988_039), (16, 14_701_573), (128, 21_267_881)])

@@ -10,22 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from fpa_plugin.core.unet import UNET_SIZES, LinearAttention, SoftmaxAttention, UNet, unet_kwargs_for
+from conftest import n_params
 
 TINY = dict(dim=8, dim_mults=(1, 2, 4), attn_heads=1, attn_dim_head=8)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Small convolutions run far slower with 2 intra-op threads on a shared, busy 2-core machine (OpenMP barriers
-    wait on descheduled threads): 3 s instead of 0.03 s for a tiny forward. One thread, restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def n_params(module):
-    return sum(p.numel() for p in module.parameters())
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_paper_parameter_count():

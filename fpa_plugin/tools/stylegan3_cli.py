@@ -35,28 +35,27 @@ def install(source, dest):
         _fail(err)
 
 
+def _edit(path, action, done, nothing):
+    root = path or checkout.default_dir()
+    try:
+        written = action(root)
+    except (patching.PatchError, OSError) as err:
+        _fail(err)
+    click.echo(f'{done} {len(written)} files in {root}' if written else f'{root} is already {nothing}')
+
+
 @main.command()
 @click.argument('path', required=False)
 def patch(path):
     """Apply the plugin's patches to a StyleGAN3 checkout (idempotent)."""
-    root = path or checkout.default_dir()
-    try:
-        written = patching.apply(root)
-    except (patching.PatchError, OSError) as err:
-        _fail(err)
-    click.echo(f'Patched {len(written)} files in {root}' if written else f'{root} is already patched')
+    _edit(path, patching.apply, 'Patched', 'patched')
 
 
 @main.command()
 @click.argument('path', required=False)
 def revert(path):
     """Restore the patched files of a checkout to their pristine bytes."""
-    root = path or checkout.default_dir()
-    try:
-        written = patching.revert(root)
-    except (patching.PatchError, OSError) as err:
-        _fail(err)
-    click.echo(f'Reverted {len(written)} files in {root}' if written else f'{root} is already pristine')
+    _edit(path, patching.revert, 'Reverted', 'pristine')
 
 
 @main.command()
