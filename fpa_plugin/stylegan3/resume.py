@@ -278,7 +278,11 @@ def launch_auto(c, desc, outdir, dry_run, launch_training, subprocess_fn, log=pr
     with open(os.path.join(run_dir, 'training_options.json'), 'rt') as f:
         old = json.load(f)
     new = dict(c)
-    check_compatible(old, new, run_dir)
+    try:
+        check_compatible(old, new, run_dir)
+    except ResumeError as err:
+        import click
+        raise click.ClickException(str(err)) from None
     c.clear()
     c.update(old)
     c.total_kimg = new['total_kimg']                                    # continuing may extend the run
