@@ -4,13 +4,26 @@ The discriminator's `LinearAttention` block adds two branches: a global linear a
 over each pixel's 3x3 neighbourhood (zero padded: border pixels attend to zero keys/values too, as the
 reference does with `F.unfold`). Built with `unfold`, that branch dominates the discriminator's cost on CPU: it
 materialises 9 copies of k and v. `neighbourhood_attention` computes the same function from nine shifted views
-of the padded k and v, in cache-sized chunks with a hand-written backward (`impl='shifted'`, the default);
-`'plain'` is the same views under autograd, `'unfold'` the reference's form, kept as the test twin.
+of the padded k and v, in cache-sized chunks with a hand-written backward (`impl='shifted'`);
+`'plain'` is the same views under autograd, `'unfold'` the reference's form, kept as the test twin. `'fused'` is a
+C++ operator (core/ops/neighbourhood_attention.cpp, compiled with ninja on first use, once per machine) that reads
+q, k, v once and never materialises a neighbourhood.
+
+The default, `impl='auto'`, is chosen once per process: 'fused' when the C++ extension builds and loads, else
+'shifted' with a warning saying why. Where the C++ operator does not apply (CUDA, float16 and bfloat16 tensors,
+kernel sizes other than 1, 3, 5, 7) 'auto' runs 'shifted' without building anything. The environment variable
+FPA_ATTENTION_IMPL=<impl> makes 'auto' mean <impl> (FPA_ATTENTION_IMPL=shifted skips the build); an explicit impl
+argument is always used as given.
 """
+
+import os
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fpa_plugin.core import ops
 
 #----------------------------------------------------------------------------
 # 3x3 neighbourhood softmax attention. q, k, v: (N, d, H, W), q already scaled -> (N, d, H, W).
@@ -65,14 +78,19 @@ class _NeighbourhoodAttention(torch.autograd.Function):
     def backward(ctx, g):
         q, k, v, attn = ctx.saved_tensors
         if torch.is_grad_enabled():                                     # create_graph=True: differentiable path
-            with torch.enable_grad():
-                out = _neighbourhood_plain(q, k, v, ctx.kernel_size)
-            return (*torch.autograd.grad(out, (q, k, v), g, create_graph=True), None)
+            return _differentiable_backward(g, q, k, v, ctx.kernel_size)
         p, (H, W) = ctx.kernel_size // 2, q.shape[-2:]
         kp, vp = F.pad(k, (p,) * 4), F.pad(v, (p,) * 4)
         grads = [_shifted_backward(*t, ctx.kernel_size) for t in zip(*(x.split(ctx.chunk) for x in (g, q, kp, vp, attn)))]
         gq, gkp, gvp = (torch.cat(x) for x in zip(*grads))
         return gq, gkp[:, :, p:p + H, p:p + W], gvp[:, :, p:p + H, p:p + W], None
+
+
+def _differentiable_backward(g, q, k, v, kernel_size):
+    """Double backward (e.g. a gradient penalty's): the gradients recomputed through `_neighbourhood_plain`."""
+    with torch.enable_grad():
+        out = _neighbourhood_plain(q, k, v, kernel_size)
+    return (*torch.autograd.grad(out, (q, k, v), g, create_graph=True), None)
 
 
 def _chunk(q, p, cache_bytes=2 << 20):
@@ -94,14 +112,63 @@ def _shifted_backward(g, q, kp, vp, attn, kernel_size):
     return gq, gkp, gvp
 
 
+class _FusedNeighbourhoodAttention(torch.autograd.Function):
+    """The C++ operator: forward and backward each in one pass over q, k, v (and g), saving only the attention
+    weights (N, J, H, W) besides the inputs. Double backward recomputes through `_neighbourhood_plain`."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, kernel_size):
+        out, attn = ops.neighbourhood_attention_ext().forward(q, k, v, kernel_size)   # (N, d, H, W), (N, J, H, W)
+        ctx.kernel_size = kernel_size
+        ctx.save_for_backward(q, k, v, attn)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v, attn = ctx.saved_tensors
+        if torch.is_grad_enabled():                                     # create_graph=True: differentiable path
+            return _differentiable_backward(g, q, k, v, ctx.kernel_size)
+        return (*ops.neighbourhood_attention_ext().backward(g, q, k, v, attn, ctx.kernel_size), None)
+
+
+IMPL_ENV = 'FPA_ATTENTION_IMPL'
+_FUSED_DTYPES = (torch.float32, torch.float64)
+_FUSED_KERNEL_SIZES = (1, 3, 5, 7)                                      # compiled in; others run 'shifted'
+_fused_or_fallback = None                   # 'fused' or 'shifted': whether the C++ operator loads, tried once
+
+
+def _auto_impl(q, kernel_size):
+    """-> the impl that 'auto' means: FPA_ATTENTION_IMPL if set; else 'fused' on CPU float32/64 tensors when the C++
+    operator builds and loads (tried once per process; a warning says why when not), else 'shifted'."""
+    global _fused_or_fallback
+    forced = os.environ.get(IMPL_ENV, '').strip()
+    if forced:
+        if forced not in NEIGHBOURHOOD_IMPLS or forced == 'auto':
+            raise ValueError(f'{IMPL_ENV}={forced!r}: choose one of {", ".join(NEIGHBOURHOOD_IMPLS)} but auto')
+        return forced
+    if q.device.type != 'cpu' or q.dtype not in _FUSED_DTYPES or kernel_size not in _FUSED_KERNEL_SIZES:
+        return 'shifted'                                                # the C++ operator does not apply
+    if _fused_or_fallback is None:
+        try:
+            ops.neighbourhood_attention_ext()
+            _fused_or_fallback = 'fused'
+        except ops.ExtensionUnavailable as err:
+            warnings.warn(f'Neighbourhood attention: using the slower impl="shifted" because the fused C++ operator '
+                          f'is unavailable ({err}). Set {IMPL_ENV}=shifted to silence this.', stacklevel=4)
+            _fused_or_fallback = 'shifted'
+    return _fused_or_fallback
+
+
 NEIGHBOURHOOD_IMPLS = {
+    'auto': lambda q, k, v, ks: NEIGHBOURHOOD_IMPLS[_auto_impl(q, ks)](q, k, v, ks),
+    'fused': lambda q, k, v, ks: _FusedNeighbourhoodAttention.apply(q, k, v, ks),
     'shifted': lambda q, k, v, ks: _NeighbourhoodAttention.apply(q, k, v, ks),
     'plain': _neighbourhood_plain,
     'unfold': _neighbourhood_unfold,
 }
 
 
-def neighbourhood_attention(q, k, v, kernel_size=3, impl='shifted'):
+def neighbourhood_attention(q, k, v, kernel_size=3, impl='auto'):
     if impl not in NEIGHBOURHOOD_IMPLS:
         raise ValueError(f'Unknown neighbourhood attention impl {impl!r}: choose one of {", ".join(NEIGHBOURHOOD_IMPLS)}')
     return NEIGHBOURHOOD_IMPLS[impl](q, k, v, kernel_size)
@@ -133,7 +200,7 @@ class PreNorm(nn.Module):
 # Linear attention + 3x3 neighbourhood attention, concatenated and projected back to `dim` channels.
 
 class LinearAttention(nn.Module):
-    def __init__(self, dim, dim_head=64, heads=8, kernel_size=3, impl='shifted'):
+    def __init__(self, dim, dim_head=64, heads=8, kernel_size=3, impl='auto'):
         super().__init__()
         self.scale, self.heads, self.dim_head, self.kernel_size, self.impl = dim_head ** -0.5, heads, dim_head, kernel_size, impl
         inner = dim_head * heads

@@ -91,7 +91,7 @@ class LightGANDiscriminator(nn.Module):
         attn_dim_head   = 64,       # Channels per attention head.
         head32_channels = 64,       # Channels of the 32x32 head (halved after its downsampling block).
         blur            = False,    # Blur before downsampling (False for the FPA D; the LightGAN baseline's D blurs).
-        attn_impl       = 'shifted',# Neighbourhood attention implementation.
+        attn_impl       = 'auto',   # Neighbourhood attention implementation.
         attention       = True,     # False removes every attention layer (only for measuring their cost).
     ):
         super().__init__()
@@ -110,10 +110,14 @@ class LightGANDiscriminator(nn.Module):
             nn.Conv2d(channels, fmaps[0][1] if i == n_plain - 1 else channels, 4, stride=2, padding=1),
             nn.LeakyReLU(0.1)) for i in range(n_plain)])
 
+        # Attention goes on feature maps only. Below 64 px the reference's rule would put it on the raw image, where
+        # ChanNorm normalises over the 3 colour channels: grey pixels have zero variance there, so 1/sqrt(eps) makes
+        # D's input gradient ~100x and the gradient penalty swamps D. That level's attention moves one block down.
+        attn_widths = {min(w, resolution // 2) if w >= resolution and n_plain == 0 else w for w in attn_res}
         self.blocks = nn.ModuleList()
         self.attns = nn.ModuleList()
         for (r, cin), (_, cout) in zip(fmaps[:-1], fmaps[1:]):
-            self.attns.append(attn(cin) if attention and 2 ** r in attn_res else nn.Identity())
+            self.attns.append(attn(cin) if attention and 2 ** r in attn_widths else nn.Identity())
             self.blocks.append(down_block(cin, cout, blur))
         last = fmaps[-1][1]                                             # 8x8 features
 

@@ -104,7 +104,7 @@ class LightGANGenerator(nn.Module):
         attn_res        = (32,),    # Input widths of the layers that get attention first; others are ignored.
         attn_heads      = 8,        # Attention heads.
         attn_dim_head   = 64,       # Channels per attention head.
-        attn_impl       = 'shifted',# Neighbourhood attention implementation (see attention.py).
+        attn_impl       = 'auto',   # Neighbourhood attention implementation (see attention.py).
         out_tanh        = False,    # tanh on the image; False = linear, as the reference.
     ):
         super().__init__()
