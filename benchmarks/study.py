@@ -1,19 +1,20 @@
 """The CPU-scale study of the paper's findings (issue: evidence that it learns), one command:
 
-    python -m benchmarks.study --data=../shared/data/utkface-train-64x64.zip --outdir=study [--kimg=60] [--jobs=2]
+    python -m benchmarks.study --data=../shared/data/utkface-train-64x64.zip --outdir=study [--kimg=16] [--jobs=2]
 
 On the 64x64 faces reduced to 32x32 (StyleGAN3's dataset_tool.py), at an equal budget (the same kimg and batch for
 runs 1-4; run 5 gets half), with the same code a GPU user runs:
 
-    1 fpa-delta-T32     FPA, delta rule, T = 32 (full rank at 32x32), the `small` preset
+    1 fpa-delta-T32     FPA, delta rule, T = 32 (full rank at 32x32), the `tiny` preset
     2 fpa-hebbian-T32   the same with the purely additive rule (paper Sec. 4.3)
     3 fpa-delta-T8      the same with T = 8 (paper Table 2)
     4 stylegan2, lightgan   the baselines at reduced capacity
     5 fpa-unet          FPA + U-Net on run 1's last snapshot
 
-Every LightGAN-D run uses `--disc-size=small`. The runs go `--jobs` at a time, each with its share of the cores,
+Every LightGAN-D run uses `--disc-size=tiny` (the `small` sizes cost ~8x more per kimg here), and every D the
+minibatch-std feature (`--mbstd-group=4`: without it an FPA's first kimg collapse to one image). The runs go `--jobs` at a time, each with its share of the cores,
 and continue where they stopped if the study is started again (`--resume=auto`). Then every snapshot is scored
-with the offline FID (`fid2k_full`: 2,000 generated images against all 7,721 training images: see --help), and
+with the offline FID (`fid1k_full`: 1,000 generated images against all 7,721 training images: see --help), and
 `fpa-report`, sample grids and run 1's painting go to `<outdir>/results/`.
 """
 
@@ -27,15 +28,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+MBSTD = '--mbstd-group=4'  # every D sees batch diversity (StyleGAN2's D has it by default): FPAs collapse early without
 RUNS = {  # name -> train.py arguments (besides the common ones)
-    'fpa-delta-T32':   ['--cfg=fpa', '--fpa-preset=small', '--disc-size=small'],
-    'fpa-hebbian-T32': ['--cfg=fpa', '--fpa-preset=small', '--fpa-rule=hebbian', '--disc-size=small'],
-    'fpa-delta-T8':    ['--cfg=fpa', '--fpa-preset=small', '--fpa-steps=8', '--disc-size=small'],
+    'fpa-delta-T32':   ['--cfg=fpa', '--fpa-preset=tiny', '--disc-size=tiny', MBSTD],
+    'fpa-hebbian-T32': ['--cfg=fpa', '--fpa-preset=tiny', '--fpa-rule=hebbian', '--disc-size=tiny', MBSTD],
+    'fpa-delta-T8':    ['--cfg=fpa', '--fpa-preset=tiny', '--fpa-steps=8', '--disc-size=tiny', MBSTD],
     'stylegan2':       ['--cfg=stylegan2', '--cbase=4096', '--cmax=128', '--map-depth=2', '--gamma=0.01',
-                        '--aug=noaug', '--glr=0.0025', '--dlr=0.0025'],
-    'lightgan':        ['--cfg=lightgan', '--gen-size=small', '--disc-size=small'],
+                        '--aug=noaug', '--glr=0.0025', '--dlr=0.0025', MBSTD],
+    'lightgan':        ['--cfg=lightgan', '--gen-size=tiny', '--disc-size=tiny', MBSTD],
 }
-UNET = ['--cfg=fpa-unet', '--unet-size=small']
+UNET = ['--cfg=fpa-unet', '--unet-size=tiny']
 
 #----------------------------------------------------------------------------
 
@@ -84,13 +86,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--data', required=True, help='the 64x64 faces (../shared/data/utkface-train-64x64.zip)')
     parser.add_argument('--outdir', default='study')
-    parser.add_argument('--kimg', type=int, default=60, help='budget of runs 1-4 (run 5: half)')
-    parser.add_argument('--batch', type=int, default=32)
-    parser.add_argument('--evals', type=int, default=4, help='snapshots (FID points) per run, after the first')
+    parser.add_argument('--kimg', type=int, default=16, help='budget of runs 1-4 (run 5: half)')
+    parser.add_argument('--batch', type=int, default=16)
+    parser.add_argument('--evals', type=int, default=1, help='snapshots (FID points) per run, after the first')
     parser.add_argument('--jobs', type=int, default=2, help='runs at a time')
-    parser.add_argument('--metric', default='fid2k_full',
-                        help='2k generated images: the Inception network costs ~0.12 s per image on 2 CPU cores, so '
-                             'FID dominates the budget; 2k images give a biased but run-to-run comparable FID')
+    parser.add_argument('--metric', default='fid1k_full',
+                        help='1k generated images: the Inception network costs ~0.12 s per image on 2 CPU cores, so '
+                             'FID dominates the budget; 1k images give a biased but run-to-run comparable FID '
+                             '(fid2k_full, fid5k_full for more)')
     parser.add_argument('--only', help='comma-separated run names (default: all)')
     args = parser.parse_args()
 

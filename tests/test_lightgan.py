@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fpa_plugin.core.attention import PreNorm
-from fpa_plugin.core.lightgan import DISC_SIZES, LightGANDiscriminator
+from fpa_plugin.core.lightgan import DISC_SIZES, LightGANDiscriminator, minibatch_std
 
 
 @pytest.mark.parametrize('resolution', [16, 32, 64])
@@ -32,3 +32,18 @@ def test_input_gradient_is_moderate_on_grey_images():
     logits, _, _ = D.heads(x)
     grad, = torch.autograd.grad(logits.sum(), x)
     assert grad.flatten(1).norm(dim=1).max() < 20
+
+
+def test_minibatch_std_sees_a_collapsed_batch():
+    x = torch.randn(1, 5, 4, 4).expand(8, -1, -1, -1)
+    y = minibatch_std(x, 4)
+    assert y.shape == (8, 6, 4, 4) and torch.equal(y[:, :5], x) and y[:, 5].max() < 1e-3
+    assert minibatch_std(torch.randn(8, 5, 4, 4), 4)[:, 5].min() > 0.5
+    assert minibatch_std(torch.randn(6, 5, 4, 4), 4).shape == (6, 6, 4, 4)     # groups of gcd(4, 6) = 2
+
+
+def test_mbstd_option_changes_only_the_logits_input():
+    D = LightGANDiscriminator(32, mbstd_group=4, **DISC_SIZES['tiny'])
+    assert D.to_logits[0].in_channels == D.decoder8.net[1].in_channels + 1
+    logits, _, _ = D.heads(torch.randn(8, 3, 32, 32))
+    assert logits.shape == (8, 1)

@@ -69,6 +69,15 @@ class SimpleDecoder(nn.Module):
     def forward(self, x):
         return self.net(x)
 
+def minibatch_std(x, group):
+    """StyleGAN's minibatch standard deviation: x (N, C, H, W) -> (N, C + 1, H, W), the extra map being the mean
+    std of the features over groups of samples (i, i + N/G, ...), G = gcd(group, N)."""
+    N, C, H, W = x.shape
+    G = math.gcd(group, N)
+    y = x.reshape(G, N // G, C, H, W)
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))     # (N / G,)
+    return torch.cat([x, y.reshape(1, -1, 1, 1, 1).expand(G, -1, 1, H, W).reshape(N, 1, H, W)], dim=1)
+
 #----------------------------------------------------------------------------
 # The discriminator. `DISC_SIZES` name capacities: 'paper' is the reference's D (12.3 M parameters at 64x64);
 # the smaller ones keep its shape with fewer channels, for CPU runs and tests.
@@ -93,12 +102,14 @@ class LightGANDiscriminator(nn.Module):
         blur            = False,    # Blur before downsampling (False for the FPA D; the LightGAN baseline's D blurs).
         attn_impl       = 'auto',   # Neighbourhood attention implementation.
         attention       = True,     # False removes every attention layer (only for measuring their cost).
+        mbstd_group     = 0,        # > 0: StyleGAN's minibatch standard deviation feature before the logits
+                                    # (not in the reference; 0 = off). Lets D see a collapsed batch.
     ):
         super().__init__()
         log2 = int(math.log2(resolution))
         if resolution != 2 ** log2 or resolution < 16:
             raise ValueError(f'The LightGAN discriminator needs a power-of-two resolution >= 16, got {resolution}')
-        self.resolution, self.channels, self.c_dim = resolution, channels, c_dim
+        self.resolution, self.channels, self.c_dim, self.mbstd_group = resolution, channels, c_dim, mbstd_group
         attn = lambda dim: PreNorm(dim, LinearAttention(dim, attn_dim_head, attn_heads, impl=attn_impl))
 
         # Above 256 px, plain strided convolutions bring the image down to 256 px first.
@@ -122,7 +133,8 @@ class LightGANDiscriminator(nn.Module):
         last = fmaps[-1][1]                                             # 8x8 features
 
         self.to_logits = nn.Sequential(*([Blur()] if blur else []),
-            nn.Conv2d(last, last, 3, stride=2, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(last, 1, 4))
+            nn.Conv2d(last + int(mbstd_group > 0), last, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(last, 1, 4))
         self.embed = nn.Linear(c_dim, last) if c_dim > 0 else None
 
         # Second head on the image resized to 32x32 (nearest).
@@ -153,7 +165,8 @@ class LightGANDiscriminator(nn.Module):
     def heads(self, img, c=None):
         """-> (logits (N, 1), logits of the 32x32 head (N, 1), block features)."""
         feats = self.features(img)
-        logits = self.to_logits(feats[-1]).flatten(1)
+        x = minibatch_std(feats[-1], self.mbstd_group) if self.mbstd_group else feats[-1]
+        logits = self.to_logits(x).flatten(1)
         if self.embed is not None:
             logits = logits + (self.embed(c.to(img.dtype)) * feats[-1].mean(dim=(2, 3))).sum(dim=1, keepdim=True)
         logits32 = self.head32(F.interpolate(img, size=(32, 32), mode='nearest')).flatten(1)

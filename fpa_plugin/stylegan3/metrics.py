@@ -9,7 +9,7 @@ StyleGAN3's FID code. PNG is lossless, so the `_png` metrics equal the plain one
     fid50k_full_jpeg / fid50k_full_png   the paper's Table 1 / Table 4 protocol (50k generated, all reals)
     fid10k_full_jpeg                      the reference code's monitoring during training
     fid5k_full, fid5k_full_jpeg           quick monitoring for small (CPU) runs
-    fid2k_full                            the CPU-scale study (benchmarks/study.py): 2k images, biased but cheap
+    fid2k_full, fid1k_full                the CPU-scale study (benchmarks/study.py): biased but cheap
 """
 
 import io
@@ -86,7 +86,8 @@ def _register(name, num_gen, codec):
 
 for _name, _num_gen, _codec in [('fid50k_full_jpeg', 50000, 'jpeg'), ('fid50k_full_png', 50000, 'png'),
                                 ('fid10k_full_jpeg', 10000, 'jpeg'), ('fid5k_full_jpeg', 5000, 'jpeg'),
-                                ('fid5k_full', 5000, None), ('fid2k_full', 2000, None)]:
+                                ('fid5k_full', 5000, None), ('fid2k_full', 2000, None),
+                                ('fid1k_full', 1000, None)]:
     _register(_name, _num_gen, _codec)
 
 #----------------------------------------------------------------------------
