@@ -5,11 +5,12 @@
 
 Each configuration runs in a fresh process (so peak memory is its own) through train.py's option parsing and
 `training_loop.training_loop`, on the same data and batch: one warm-up step (tick 0), then `--steps` steps
-(tick 1, whose sec/kimg is reported). No snapshots or metrics, except that the fpa run's tick-0 pickle is
-what fpa-unet refines. Per configuration: sec/kimg, the loop's per-phase seconds per tick (Timing/<phase>), peak
-CPU memory (GB, the process's max RSS). The fpa run is also profiled: where an FPA step's time goes, by the
-loss's record_function ranges (G forward/backward, D forward/backward, gradient penalty). The last line is the
-headline: fpa's sec/kimg over stylegan2's.
+(tick 1, whose sec/kimg is reported). The sample grid the loop paints first is cut to 2x2 (not timed, but
+StyleGAN2's G takes ~10 min on CPU for the full 32x32 grid). No snapshots or metrics, except that the fpa run's
+tick-0 pickle is what fpa-unet refines. Per configuration: sec/kimg, peak CPU memory (GB, the process's max RSS).
+--profile adds one more fpa run under torch.profiler: where an FPA step's time goes, by the loss's
+record_function ranges (G forward/backward, D forward/backward, gradient penalty). The last line is the headline:
+fpa's sec/kimg over stylegan2's.
 """
 
 import argparse
@@ -65,6 +66,11 @@ def run_one(args):
     c.image_snapshot_ticks = None
     c.network_snapshot_ticks = 1000 if args.one == 'fpa' else None      # fpa: the tick-0 pickle for fpa-unet
     training_stats.init_multiprocessing(rank=0, sync_device=None)
+    grid = train.training_loop.setup_snapshot_image_grid               # the loop paints a 32x32 grid before tick 0
+    def small_grid(*a, **k):                                            # (StyleGAN2's G: ~10 min on CPU); 2x2 here
+        _, images, labels = grid(*a, **k)
+        return (2, 2), images[:4], labels[:4]
+    train.training_loop.setup_snapshot_image_grid = small_grid
     if args.profile:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             train.training_loop.training_loop(rank=0, **c)
@@ -97,7 +103,7 @@ def main():
     parser.add_argument('--one', help=argparse.SUPPRESS)
     parser.add_argument('--workdir', help=argparse.SUPPRESS)
     parser.add_argument('--fpa-pkl', help=argparse.SUPPRESS)
-    parser.add_argument('--profile', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--profile', action='store_true', help='also profile an fpa run (where its time goes)')
     args = parser.parse_args()
     args.data = str(Path(args.data).resolve())
     if args.one:
@@ -110,14 +116,16 @@ def main():
         raise SystemExit('fpa-unet refines the fpa run\'s pickle: include fpa in --cfgs')
     results = {}
     with tempfile.TemporaryDirectory() as work:
-        for cfg in sorted(cfgs, key=lambda c: c != 'fpa'):                # fpa first: fpa-unet needs its pickle
-            cmd = [sys.executable, '-m', 'benchmarks.training', f'--one={cfg}', f'--workdir={work}',
+        jobs = sorted(cfgs, key=lambda c: c != 'fpa') + (['fpa-profile'] if args.profile else [])  # fpa first
+        for cfg in jobs:
+            cmd = [sys.executable, '-m', 'benchmarks.training', f'--one={cfg.replace("-profile", "")}',
+                   f'--workdir={Path(work, cfg)}',
                    *[f'--{k.replace("_", "-")}={v}' for k, v in vars(args).items()
                      if k in ('data', 'batch', 'steps', 'fpa_preset', 'disc_size', 'gen_size', 'unet_size')]]
-            if cfg == 'fpa':
+            if cfg == 'fpa-profile':
                 cmd.append('--profile')
             if cfg == 'fpa-unet':
-                cmd.append(f'--fpa-pkl={sorted(Path(work, "fpa").glob("network-snapshot-*.pkl"))[0]}')
+                cmd.append(f'--fpa-pkl={sorted(Path(work, "fpa", "fpa").glob("network-snapshot-*.pkl"))[0]}')
             print(f'{cfg}: {args.steps} steps at batch {args.batch}...', flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
             lines = [l for l in out.stdout.splitlines() if l.startswith('RESULT ')]
@@ -125,13 +133,13 @@ def main():
                 raise SystemExit(f'{cfg} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}')
             results[cfg] = json.loads(lines[-1][len('RESULT '):])
 
+    ranges = results.pop('fpa-profile', {}).get('ranges')
     print(f'\nStyleGAN3 training loop, {Path(args.data).name}, batch {args.batch}, {args.steps} steps each, '
           f'{os.cpu_count()} CPU threads; fpa preset {args.fpa_preset}, D size {args.disc_size}')
     print(f'{"configuration":<12} {"sec/kimg":>9} {"peak GB":>8}  phases (s per tick)')
     for cfg, r in results.items():
-        phases = ', '.join(f'{k} {v:.1f}' for k, v in r['phases'].items())
+        phases = ', '.join(f'{k} {v:.1f}' for k, v in r['phases'].items() if v == v) or '-'   # NaN: not timed
         print(f'{cfg:<12} {r["sec_per_kimg"]:>9.1f} {r["peak_mem_gb"]:>8.2f}  {phases}')
-    ranges = results.get('fpa', {}).get('ranges')
     if ranges:
         total = sum(ranges.values())
         print('\nWhere an fpa step goes (profiled record_function ranges, share of their sum):')

@@ -155,3 +155,12 @@ def test_resolution_the_networks_cannot_take(stylegan3, make_dataset, tmp_path):
                     f'--data={make_dataset(8)}', check=False)
     assert proc.returncode == 1 and 'Cannot build the discriminator for 8x8 data' in proc.stderr
     assert 'Traceback' not in proc.stderr and run_dirs(tmp_path) == []
+
+
+def test_mbstd_group_reaches_the_lightgan_d_only_when_given(stylegan3, make_dataset, tmp_path):
+    data = make_dataset(16)
+    options = lambda *args: run_host(stylegan3, 'train.py', f'--outdir={tmp_path}', '--gpus=1', '--batch=16',
+                                     f'--data={data}', '--cfg=fpa', '--dry-run', *args).stdout
+    assert '"mbstd_group": 2' in options('--mbstd-group=2')
+    assert '"mbstd_group"' not in options()                             # the paper's D has none
+    assert run_dirs(tmp_path) == []
