@@ -21,7 +21,6 @@ with the offline FID (`fid1k_full`: 1,000 generated images against all 7,721 tra
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -80,6 +79,12 @@ def score(root, outdir, name, data, metric, threads):
             run([sys.executable, 'calc_metrics.py', f'--network={pkl}', f'--metrics={metric}', f'--data={data}',
                  '--gpus=1'], cwd=root, env=env, logfile=outdir / 'runs' / f'{name}-fid.log')
 
+def small_grid(src, dst, res, n=8):
+    """The top-left n x n images of a StyleGAN3 sample grid (fakes*.png holds up to 32 x 32 of them)."""
+    from PIL import Image
+    with Image.open(src) as grid:
+        grid.crop((0, 0, n * res, n * res)).save(dst)
+
 #----------------------------------------------------------------------------
 
 def main():
@@ -130,7 +135,7 @@ def main():
     run([sys.executable, '-m', 'fpa_plugin.tools.report', *dirs, f'--metric={args.metric}',
          f'--outdir={results}'], cwd=None)
     for name, directory in zip(names, dirs):
-        shutil.copy(max(directory.glob('fakes0*.png')), results / f'samples-{name}.png')
+        small_grid(max(directory.glob('fakes0*.png')), results / f'samples-{name}.png', res=32)
     run([sys.executable, '-m', 'fpa_plugin.tools.paint', f'--network={max(dirs[0].glob("network-snapshot-*.pkl"))}',
          '--seeds=0-3', f'--outdir={results / "painting"}', '--scale=2'], cwd=None)
     log(f'done: {results}')

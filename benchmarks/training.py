@@ -135,7 +135,7 @@ def main():
 
     ranges = results.pop('fpa-profile', {}).get('ranges')
     print(f'\nStyleGAN3 training loop, {Path(args.data).name}, batch {args.batch}, {args.steps} steps each, '
-          f'{os.cpu_count()} CPU threads; fpa preset {args.fpa_preset}, D size {args.disc_size}')
+          f'{os.environ.get("OMP_NUM_THREADS", os.cpu_count())} CPU threads; fpa preset {args.fpa_preset}, D size {args.disc_size}')
     print(f'{"configuration":<12} {"sec/kimg":>9} {"peak GB":>8}  phases (s per tick)')
     for cfg, r in results.items():
         phases = ', '.join(f'{k} {v:.1f}' for k, v in r['phases'].items() if v == v) or '-'   # NaN: not timed
