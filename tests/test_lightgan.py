@@ -47,3 +47,8 @@ def test_mbstd_option_changes_only_the_logits_input():
     assert D.to_logits[0].in_channels == D.decoder8.net[1].in_channels + 1
     logits, _, _ = D.heads(torch.randn(8, 3, 32, 32))
     assert logits.shape == (8, 1)
+
+
+def test_reference_placement_kept_for_converted_checkpoints():
+    D = LightGANDiscriminator(32, attn_on_image=True, **DISC_SIZES['tiny'])
+    assert isinstance(D.attns[0], PreNorm) and D.attns[0].norm.g.shape[1] == 3

@@ -104,6 +104,8 @@ class LightGANDiscriminator(nn.Module):
         attention       = True,     # False removes every attention layer (only for measuring their cost).
         mbstd_group     = 0,        # > 0: StyleGAN's minibatch standard deviation feature before the logits
                                     # (not in the reference; 0 = off). Lets D see a collapsed batch.
+        attn_on_image   = False,    # True: the reference's placement even where it puts attention on the raw
+                                    # image (below 64 px; converted checkpoints need it). See below.
     ):
         super().__init__()
         log2 = int(math.log2(resolution))
@@ -124,7 +126,8 @@ class LightGANDiscriminator(nn.Module):
         # Attention goes on feature maps only. Below 64 px the reference's rule would put it on the raw image, where
         # ChanNorm normalises over the 3 colour channels: grey pixels have zero variance there, so 1/sqrt(eps) makes
         # D's input gradient ~100x and the gradient penalty swamps D. That level's attention moves one block down.
-        attn_widths = {min(w, resolution // 2) if w >= resolution and n_plain == 0 else w for w in attn_res}
+        attn_widths = set(attn_res) if attn_on_image else \
+            {min(w, resolution // 2) if w >= resolution and n_plain == 0 else w for w in attn_res}
         self.blocks = nn.ModuleList()
         self.attns = nn.ModuleList()
         for (r, cin), (_, cout) in zip(fmaps[:-1], fmaps[1:]):

@@ -318,7 +318,8 @@ def infer_discriminator(D):
     head = D['to_shape_disc_out.0.weight']
     attn_res = tuple(2 ** (top - i) for i in range(n_res) if any(k.startswith(f'residual_layers.{i}.1.') for k in D))
     return dict(resolution=2 ** log2, channels=head.shape[1], kwargs=dict(
-        fmap_max=fmap_max, fmap_inverse_coef=coef, head32_channels=head.shape[0], attn_res=attn_res, **REF_D))
+        fmap_max=fmap_max, fmap_inverse_coef=coef, head32_channels=head.shape[0], attn_res=attn_res, attn_on_image=True,
+        **REF_D))
 
 
 def infer(parts, given, flags=None, output_range='reference'):
