@@ -69,6 +69,7 @@ class SimpleDecoder(nn.Module):
     def forward(self, x):
         return self.net(x)
 
+
 def minibatch_std(x, group):
     """StyleGAN's minibatch standard deviation: x (N, C, H, W) -> (N, C + 1, H, W), the extra map being the mean
     std of the features over groups of samples (i, i + N/G, ...), G = gcd(group, N)."""
@@ -126,8 +127,7 @@ class LightGANDiscriminator(nn.Module):
         # Attention goes on feature maps only. Below 64 px the reference's rule would put it on the raw image, where
         # ChanNorm normalises over the 3 colour channels: grey pixels have zero variance there, so 1/sqrt(eps) makes
         # D's input gradient ~100x and the gradient penalty swamps D. That level's attention moves one block down.
-        attn_widths = set(attn_res) if attn_on_image else \
-            {min(w, resolution // 2) if w >= resolution and n_plain == 0 else w for w in attn_res}
+        attn_widths = set(attn_res) if attn_on_image else {min(w, resolution // 2) for w in attn_res}
         self.blocks = nn.ModuleList()
         self.attns = nn.ModuleList()
         for (r, cin), (_, cout) in zip(fmaps[:-1], fmaps[1:]):

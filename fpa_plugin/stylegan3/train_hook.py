@@ -187,7 +187,7 @@ def build_config(opts, given, init_dataset_kwargs):
                 raise click.ClickException(f'--{name.replace("_", "-")} applies to --disc=stylegan2 only')
         c.D_kwargs = fpa_D or dnnlib.EasyDict(class_name=f'{NETWORKS}.LightGANDiscriminator',
             blur=opts.cfg == 'lightgan', **DISC_SIZES[opts.disc_size or 'paper'])   # the baseline's D blurs
-        if 'mbstd_group' in given and fpa_D is None:                    # off unless asked: not in the reference
+        if 'mbstd_group' in given:                                      # off unless asked: not in the reference
             c.D_kwargs.mbstd_group = opts.mbstd_group
         c.loss_kwargs = dnnlib.EasyDict(class_name='fpa_plugin.stylegan3.loss.LightGANLoss', batch_size=c.batch_size,
             gp_weight=opts.gp_weight if opts.gp_weight is not None else 10,

@@ -52,7 +52,6 @@ def main(outdir, kimg, resolution, batch, seeds, source):
     click.echo(f'\nTraining a tiny FPA on {data.name} for {kimg} kimg (CPU: a few minutes)...')
     _run('Training', [sys.executable, 'train.py', f'--outdir={runs}', '--cfg=fpa', '--fpa-preset=tiny', '--disc-size=tiny',
           '--mbstd-group=4',  # D sees batch diversity: an FPA's first kimg otherwise collapse to one image
-
           f'--data={data}', '--gpus=1', f'--batch={batch}', f'--kimg={kimg}', '--tick=1', f'--snap={kimg}',
           '--metrics=none', '--workers=1', '--desc=quickstart'], cwd=root)
     run = max(p for p in runs.iterdir() if p.is_dir())
