@@ -1,13 +1,17 @@
 """Generator throughput, side by side in one process (issue: performance).
 
     python -m benchmarks.generator [--batches 1,20,64] [--repeats 3] [--reference-code PATH/fpainter/code]
+        [--device cuda] [--compile]
 
 At T = 64, 64x64, the CelebA preset (Table 3): images/s of our generator with the parallel painter and with the
 naive loop painter, of the bare LSTM alone (input generator + LSTM: the floor the painter is measured against),
 of StyleGAN2's generator at 64x64 with StyleGAN3's --cfg=stylegan2 defaults (when a StyleGAN3 checkout is
 installed), of bf16 autocast, and, with --reference-code, of the authors' generator class. Then forward+backward
 at batch 20, and GFLOP/s achieved against a 2048^3 matrix product measured in the same run (the machine's
-ceiling). The last line is the headline ratio: parallel-painter throughput over the bare LSTM's at batch 64.
+ceiling). On a GPU (--device cuda, the default where one is present) the timings synchronise the device and the
+ceiling is a float32 product (TF32 off); --compile adds a torch.compile row (mode reduce-overhead: CUDA graphs
+on a GPU, which remove the per-step launch cost of batch-1 generation). The last line is the headline ratio:
+parallel-painter throughput over the bare LSTM's at batch 64.
 """
 
 import argparse
@@ -31,12 +35,19 @@ def flops(fn):
     return counter.get_total_flops()
 
 
-def matmul_ceiling(repeats):
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def lstm_flops(lstm, steps):
+    """Multiply-adds x 2 of an nn.LSTM run over `steps` for one sequence: FlopCounterMode does not see inside the
+    fused LSTM kernels (oneDNN, cuDNN), which are most of an FPA's arithmetic."""
+    sizes = [lstm.input_size] + [lstm.hidden_size] * (lstm.num_layers - 1)
+    return sum(2 * 4 * lstm.hidden_size * (n + lstm.hidden_size) for n in sizes) * steps
+
+
+def matmul_ceiling(repeats, device):
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
     return 2 * 2048 ** 3 / best_time(lambda: a @ b, repeats)
 
 
-def stylegan2_generator():
+def stylegan2_generator(device):
     """StyleGAN2's G at 64x64 with train.py's --cfg=stylegan2 defaults, or None without a StyleGAN3 checkout."""
     try:
         from fpa_plugin.stylegan3 import checkout
@@ -46,7 +57,7 @@ def stylegan2_generator():
         print(f'(StyleGAN2 skipped: {err})', file=sys.stderr)
         return None
     G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=64, img_channels=3, channel_base=32768,
-                  channel_max=512, mapping_kwargs=dict(num_layers=8)).eval()
+                  channel_max=512, mapping_kwargs=dict(num_layers=8)).eval().to(device)
     return lambda z: G(z, None, noise_mode='const')
 
 
@@ -56,7 +67,7 @@ def _stub_attribute(name):
     return lambda *args, **kwargs: None
 
 
-def reference_generator(code_dir):
+def reference_generator(code_dir, device):
     """The authors' LSTMDeltaTimeSplitLatentGeneratorV2 at the CelebA preset (their code, not ours; never copied)."""
     for name in ['einops', 'kornia', 'kornia.filters', 'torchvision', 'torchvision.transforms', 'tqdm']:
         try:
@@ -75,7 +86,7 @@ def reference_generator(code_dir):
         torch.cuda.is_available = cuda
     return ref.LSTMDeltaTimeSplitLatentGeneratorV2(image_size=64, latent_dim=128, mini_latent_dim=8,
         mini_input_size=128, rnn_hidden_size=1024, num_layers=2, num_decoding_steps=64, out_tanh=True,
-        use_softmax=True).eval()
+        use_softmax=True).eval().to(device)
 
 #----------------------------------------------------------------------------
 
@@ -84,30 +95,40 @@ def main():
     parser.add_argument('--batches', default='1,20,64')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--reference-code', help="the authors' code folder (IDSIA/fpainter/code), optional")
-    parser.add_argument('--bf16-max-batch', type=int, default=1,
-                        help='largest batch for the bf16 row: a CPU without bf16 units runs it ~500x slower')
+    parser.add_argument('--bf16-max-batch', type=int, default=None,
+                        help='largest batch for the bf16 row (default: 1 on CPU, all on a GPU): a CPU without bf16 '
+                             'units runs it ~500x slower')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--compile', action='store_true', help='add a torch.compile row (slow to compile on CPU)')
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(',')]
+    device = torch.device(args.device)
+    if args.bf16_max_batch is None:
+        args.bf16_max_batch = max(batches) if device.type == 'cuda' else 1
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False   # float32 means float32
     torch.manual_seed(0)
 
-    G = FastWeightPainter(**generator_kwargs('celeba', width=64)).eval()
-    G_naive = FastWeightPainter(**generator_kwargs('celeba', width=64, impl='naive')).eval()
+    G = FastWeightPainter(**generator_kwargs('celeba', width=64)).eval().to(device)
+    G_naive = FastWeightPainter(**generator_kwargs('celeba', width=64, impl='naive')).eval().to(device)
     G_naive.load_state_dict(G.state_dict())
-    G_bf16 = FastWeightPainter(**generator_kwargs('celeba', width=64), amp='bfloat16').eval()
+    G_bf16 = FastWeightPainter(**generator_kwargs('celeba', width=64), amp='bfloat16').eval().to(device)
     G_bf16.load_state_dict(G.state_dict())
     lstm_only = lambda z: G.hidden_states(G.latent(z))                  # the floor: everything before the painter
     rows = {'ours, parallel painter': G, 'ours, naive painter': G_naive, 'bare LSTM (floor)': lstm_only,
             'ours, bf16 autocast': G_bf16}
-    sg2 = stylegan2_generator()
+    if args.compile:
+        rows['ours, torch.compile'] = torch.compile(G, mode='reduce-overhead' if device.type == 'cuda' else None)
+    sg2 = stylegan2_generator(device)
     if sg2 is not None:
         rows['StyleGAN2 G (cfg=stylegan2)'] = sg2
     if args.reference_code:
-        rows[REFERENCE] = reference_generator(args.reference_code)
+        rows[REFERENCE] = reference_generator(args.reference_code, device)
 
-    ceiling = matmul_ceiling(args.repeats)
-    gflop_per_image = flops(lambda: G(torch.randn(1, G.z_dim))) / 1e9
-    print(f'CelebA preset, T=64, 64x64: {gflop_per_image:.2f} GFLOP per image; '
-          f'matrix-product ceiling {ceiling / 1e9:.0f} GFLOP/s\n')
+    ceiling = matmul_ceiling(args.repeats, device)
+    gflop_per_image = (flops(lambda: G(torch.randn(1, G.z_dim, device=device)))
+                       + lstm_flops(G.sequence_processor.lstm, G.steps)) / 1e9
+    print(f'CelebA preset, T=64, 64x64, {device.type}: {gflop_per_image:.2f} GFLOP per image; '
+          f'float32 matrix-product ceiling {ceiling / 1e9:.0f} GFLOP/s\n')
     print(f'{"images/s (forward)":32s}' + ''.join(f'{"batch " + str(b):>12s}' for b in batches))
     speed = {}
     for name, fn in rows.items():
@@ -117,7 +138,7 @@ def main():
             if name == 'ours, bf16 autocast' and b > args.bf16_max_batch:
                 cells.append(f'{"-":>12s}')
                 continue
-            z = torch.randn(b, z_dim)
+            z = torch.randn(b, z_dim, device=device)
             with torch.no_grad():
                 speed[name, b] = b / best_time(lambda: fn(z), args.repeats)
             cells.append(f'{speed[name, b]:12.1f}')
@@ -129,7 +150,7 @@ def main():
           f'ceiling')
 
     print(f'\n{"forward+backward, batch 20":32s}{"ms":>12s}')
-    z = torch.randn(20, G.z_dim)
+    z = torch.randn(20, G.z_dim, device=device)
     train = {}
     for name, fn in [('ours, parallel painter', G.train()), ('ours, naive painter', G_naive.train()),
                      ('bare LSTM (floor)', lstm_only)]:

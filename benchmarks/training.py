@@ -7,7 +7,8 @@ Each configuration runs in a fresh process (so peak memory is its own) through t
 `training_loop.training_loop`, on the same data and batch: one warm-up step (tick 0), then `--steps` steps
 (tick 1, whose sec/kimg is reported). The sample grid the loop paints first is cut to 2x2 (not timed, but
 StyleGAN2's G takes ~10 min on CPU for the full 32x32 grid). No snapshots or metrics, except that the fpa run's
-tick-0 pickle is what fpa-unet refines. Per configuration: sec/kimg, peak CPU memory (GB, the process's max RSS).
+tick-0 pickle is what fpa-unet refines. Per configuration: sec/kimg, peak CPU memory (GB, the process's max RSS), peak GPU memory (StyleGAN3's
+Resources/peak_gpu_mem_gb; 0 on CPU).
 --profile adds one more fpa run under torch.profiler: where an FPA step's time goes, by the loss's
 record_function ranges (G forward/backward, D forward/backward, gradient penalty). The last line is the headline:
 fpa's sec/kimg over stylegan2's.
@@ -82,6 +83,7 @@ def run_one(args):
     import resource
     result = dict(cfg=args.one, sec_per_kimg=last['Timing/sec_per_kimg']['mean'],
                   peak_mem_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+                  peak_gpu_mem_gb=last.get('Resources/peak_gpu_mem_gb', {}).get('mean', 0.0),
                   phases={k.split('/')[1]: v['mean'] for k, v in last.items()
                           if k.startswith('Timing/') and k.split('/')[1][0] in 'GD'},
                   ranges=ranges)
@@ -136,10 +138,10 @@ def main():
     ranges = results.pop('fpa-profile', {}).get('ranges')
     print(f'\nStyleGAN3 training loop, {Path(args.data).name}, batch {args.batch}, {args.steps} steps each, '
           f'{os.environ.get("OMP_NUM_THREADS", os.cpu_count())} CPU threads; fpa preset {args.fpa_preset}, D size {args.disc_size}')
-    print(f'{"configuration":<12} {"sec/kimg":>9} {"peak GB":>8}  phases (s per tick)')
+    print(f'{"configuration":<12} {"sec/kimg":>9} {"peak GB":>8} {"GPU GB":>7}  phases (s per tick)')
     for cfg, r in results.items():
         phases = ', '.join(f'{k} {v:.1f}' for k, v in r['phases'].items() if v == v) or '-'   # NaN: not timed
-        print(f'{cfg:<12} {r["sec_per_kimg"]:>9.1f} {r["peak_mem_gb"]:>8.2f}  {phases}')
+        print(f'{cfg:<12} {r["sec_per_kimg"]:>9.1f} {r["peak_mem_gb"]:>8.2f} {r["peak_gpu_mem_gb"]:>7.2f}  {phases}')
     if ranges:
         total = sum(ranges.values())
         print('\nWhere an fpa step goes (profiled record_function ranges, share of their sum):')
