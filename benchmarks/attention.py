@@ -1,6 +1,7 @@
 """Neighbourhood attention benchmark: the impls side by side, alone and inside the LightGAN discriminator.
 
     python -m benchmarks.attention [--repeats 3] [--threads 1] [--impls unfold,plain,shifted,fused] [--profile]
+        [--malloc keep|default]
 
 Measured in one run, min over repeats (interleaved, after a warm-up): forward and forward + backward of the
 attention op alone at N = 320 (batch 40 x 8 heads), d = 64, 32x32; then forward + backward of
@@ -17,6 +18,7 @@ import torch
 
 from fpa_plugin.core.attention import neighbourhood_attention
 from fpa_plugin.core.lightgan import LightGANDiscriminator
+from fpa_plugin.stylegan3.host_compat import keep_freed_memory
 
 
 def best_times(fns, repeats):
@@ -65,11 +67,16 @@ def main():
     parser.add_argument('--d-impls', default='unfold,shifted,fused', help='for the discriminator')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch\'s default)')
     parser.add_argument('--profile', action='store_true')
+    parser.add_argument('--malloc', choices=['keep', 'default'], default='keep',
+                        help="keep: freed memory reused, as CPU training runs (host_compat.keep_freed_memory); "
+                             "default: glibc's malloc as it is")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = args.malloc == 'keep' and keep_freed_memory()
     impls, d_impls = args.impls.split(','), args.d_impls.split(',')
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'freed memory {"kept" if kept else "returned (glibc default)"}, '
           f'THP_MEM_ALLOC_ENABLE={os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")}')
 
     g = torch.Generator().manual_seed(0)

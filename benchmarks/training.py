@@ -10,8 +10,9 @@ StyleGAN2's G takes ~10 min on CPU for the full 32x32 grid). No snapshots or met
 tick-0 pickle is what fpa-unet refines. Per configuration: sec/kimg, peak CPU memory (GB, the process's max RSS), peak GPU memory (StyleGAN3's
 Resources/peak_gpu_mem_gb; 0 on CPU).
 --profile adds one more fpa run under torch.profiler: where an FPA step's time goes, by the loss's
-record_function ranges (G forward/backward, D forward/backward, gradient penalty). The last line is the headline:
-fpa's sec/kimg over stylegan2's.
+record_function ranges (G forward/backward, D forward/backward, gradient penalty). --malloc-ab adds one more fpa
+run with glibc's default malloc (FPA_KEEP_FREED_MEMORY=0; the loop otherwise keeps freed memory for reuse on
+CPU, see host_compat.keep_freed_memory). The last line is the headline: fpa's sec/kimg over stylegan2's.
 """
 
 import argparse
@@ -28,6 +29,7 @@ CFG_ARGS = {  # configuration -> train.py options besides the shared ones ({...}
     'lightgan':  ['--cfg=lightgan', '--gen-size={gen_size}', '--disc-size={disc_size}'],
     'stylegan2': ['--cfg=stylegan2', '--gamma=0.05'],
 }
+VARIANT_OF = {'fpa-profile': 'fpa', 'fpa-default-malloc': 'fpa'}      # extra runs of a configuration
 RANGES = ['Gmain_forward', 'Gmain_backward', 'Dmain_forward', 'Dgp_forward', 'Dmain_backward']
 
 #----------------------------------------------------------------------------
@@ -106,6 +108,7 @@ def main():
     parser.add_argument('--workdir', help=argparse.SUPPRESS)
     parser.add_argument('--fpa-pkl', help=argparse.SUPPRESS)
     parser.add_argument('--profile', action='store_true', help='also profile an fpa run (where its time goes)')
+    parser.add_argument('--malloc-ab', action='store_true', help="also an fpa run with glibc's default malloc")
     args = parser.parse_args()
     args.data = str(Path(args.data).resolve())
     if args.one:
@@ -118,9 +121,11 @@ def main():
         raise SystemExit('fpa-unet refines the fpa run\'s pickle: include fpa in --cfgs')
     results = {}
     with tempfile.TemporaryDirectory() as work:
-        jobs = sorted(cfgs, key=lambda c: c != 'fpa') + (['fpa-profile'] if args.profile else [])  # fpa first
+        jobs = (sorted(cfgs, key=lambda c: c != 'fpa') + (['fpa-profile'] if args.profile else [])  # fpa first
+                + (['fpa-default-malloc'] if args.malloc_ab else []))
         for cfg in jobs:
-            cmd = [sys.executable, '-m', 'benchmarks.training', f'--one={cfg.replace("-profile", "")}',
+            env = dict(os.environ, **({'FPA_KEEP_FREED_MEMORY': '0'} if cfg == 'fpa-default-malloc' else {}))
+            cmd = [sys.executable, '-m', 'benchmarks.training', f'--one={VARIANT_OF.get(cfg, cfg)}',
                    f'--workdir={Path(work, cfg)}',
                    *[f'--{k.replace("_", "-")}={v}' for k, v in vars(args).items()
                      if k in ('data', 'batch', 'steps', 'fpa_preset', 'disc_size', 'gen_size', 'unet_size')]]
@@ -129,7 +134,7 @@ def main():
             if cfg == 'fpa-unet':
                 cmd.append(f'--fpa-pkl={sorted(Path(work, "fpa", "fpa").glob("network-snapshot-*.pkl"))[0]}')
             print(f'{cfg}: {args.steps} steps at batch {args.batch}...', flush=True)
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], env=env)
             lines = [l for l in out.stdout.splitlines() if l.startswith('RESULT ')]
             if out.returncode != 0 or not lines:
                 raise SystemExit(f'{cfg} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}')
@@ -148,6 +153,9 @@ def main():
         for name in RANGES:
             if name in ranges:
                 print(f'  {name:<16} {ranges[name]:8.1f} s  {100 * ranges[name] / total:5.1f}%')
+    if 'fpa-default-malloc' in results:
+        print(f'\nfpa sec/kimg, freed memory kept / glibc default malloc: '
+              f'{results["fpa"]["sec_per_kimg"] / results["fpa-default-malloc"]["sec_per_kimg"]:.2f}')
     if 'fpa' in results and 'stylegan2' in results:
         print(f'\nfpa sec/kimg / stylegan2 sec/kimg: {results["fpa"]["sec_per_kimg"] / results["stylegan2"]["sec_per_kimg"]:.2f}')
 
