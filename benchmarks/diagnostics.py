@@ -3,7 +3,9 @@
     python -m benchmarks.diagnostics --network=runs/.../network-snapshot-000016.pkl [--data=data.zip] [--n=16]
 
 For G and G_ema: the spread of the image across z (std over `--n` latents, mean over pixels: ~0 means every z
-paints the same picture, i.e. mode collapse), and for an FPA the LSTM's hidden state (mean |h|, the share of
+paints the same picture, i.e. total collapse), near-duplicates (the mean distance from each image to its nearest
+other image, over the median distance between two images: ~0 when the images fall into a few modes, partial
+collapse, which the spread does not show; a LightGAN G at 16 kimg of the study: 0.57), and for an FPA the LSTM's hidden state (mean |h|, the share of
 units with |h| > 0.95: saturation) and how sharp the keys are (mean over steps of the largest softmax key entry:
 1 for one-hot keys, 1/width for uniform ones). For D: the norm of its input gradient (both heads summed, as in the
 gradient penalty, which pulls it towards 1) on a flat grey image and, with --data, on real images.
@@ -21,7 +23,8 @@ def generator_health(G, n, seed=0):
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
     c = torch.zeros(n, G.c_dim)
     with torch.no_grad():
-        row = {'spread across z': G(z, c).std(0).mean().item()}
+        images = G(z, c)
+        row = {'spread across z': images.std(0).mean().item(), 'NN / median dist': nearest_over_median(images)}
         fpa = getattr(G, 'fpa', None)
         if fpa is not None:
             h = fpa.hidden_states(fpa.latent(z, c)).abs()                # (T, n, H)
@@ -30,6 +33,14 @@ def generator_health(G, n, seed=0):
                         'mean max key': keys.max(dim=-1).values.mean().item(),
                         'uniform key': 1 / keys.shape[-1]})
     return row
+
+
+def nearest_over_median(images):
+    """Mean distance from each image to its nearest other image, over the median distance of two images."""
+    d = torch.cdist(images.flatten(1)[None].double(), images.flatten(1)[None].double())[0]
+    median = d[~torch.eye(len(d), dtype=torch.bool)].median()
+    d.fill_diagonal_(float('inf'))
+    return (d.min(dim=1).values.mean() / median).item() if median > 0 else 0.0
 
 
 def input_gradient_norm(D, images):
@@ -55,7 +66,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--network', required=True, help='a network-snapshot-*.pkl of this plugin')
     parser.add_argument('--data', help='the training data (dataset zip): D input gradient on real images too')
-    parser.add_argument('--n', type=int, default=16, help='latents (and real images) to measure on')
+    parser.add_argument('--n', type=int, default=64, help='latents (and real images) to measure on')
     args = parser.parse_args()
     from fpa_plugin.stylegan3 import checkout
     checkout.import_host()                                                # the pickle refers to StyleGAN3 modules

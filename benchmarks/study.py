@@ -1,15 +1,16 @@
 """The CPU-scale study of the paper's findings (issue: evidence that it learns), one command:
 
-    python -m benchmarks.study --data=../shared/data/utkface-train-64x64.zip --outdir=study [--kimg=16] [--jobs=2]
+    python -m benchmarks.study --data=../shared/data/utkface-train-64x64.zip --outdir=study [--kimg=32] [--jobs=2]
 
 On the 64x64 faces reduced to 32x32 (StyleGAN3's dataset_tool.py), at an equal budget (the same kimg and batch for
-runs 1-4; run 5 gets half), with the same code a GPU user runs:
+runs 1-4, FID every kimg / evals; run 1 then goes on to --run1-kimg, and run 5 gets half the budget), with the
+same code a GPU user runs:
 
     1 fpa-delta-T32     FPA, delta rule, T = 32 (full rank at 32x32), the `tiny` preset
     2 fpa-hebbian-T32   the same with the purely additive rule (paper Sec. 4.3)
     3 fpa-delta-T8      the same with T = 8 (paper Table 2)
     4 stylegan2, lightgan   the baselines at reduced capacity
-    5 fpa-unet          FPA + U-Net on run 1's last snapshot
+    5 fpa-unet          FPA + U-Net on run 1's last snapshot (FPA frozen)
 
 Every LightGAN-D run uses `--disc-size=tiny` (the `small` sizes cost ~8x more per kimg here), and every D the
 minibatch-std feature (`--mbstd-group=4`: without it an FPA's first kimg collapse to one image). The runs go `--jobs` at a time, each with its share of the cores,
@@ -32,7 +33,7 @@ RUNS = {  # name -> train.py arguments (besides the common ones)
     'fpa-delta-T32':   ['--cfg=fpa', '--fpa-preset=tiny', '--disc-size=tiny', MBSTD],
     'fpa-hebbian-T32': ['--cfg=fpa', '--fpa-preset=tiny', '--fpa-rule=hebbian', '--disc-size=tiny', MBSTD],
     'fpa-delta-T8':    ['--cfg=fpa', '--fpa-preset=tiny', '--fpa-steps=8', '--disc-size=tiny', MBSTD],
-    'stylegan2':       ['--cfg=stylegan2', '--cbase=4096', '--cmax=128', '--map-depth=2', '--gamma=0.01',
+    'stylegan2':       ['--cfg=stylegan2', '--cbase=2048', '--cmax=64', '--map-depth=2', '--gamma=0.01',
                         '--aug=noaug', '--glr=0.0025', '--dlr=0.0025', MBSTD],
     'lightgan':        ['--cfg=lightgan', '--gen-size=tiny', '--disc-size=tiny', MBSTD],
 }
@@ -68,13 +69,15 @@ def train(root, outdir, name, args, data, kimg, batch, snap, threads):
     return run_dir(outdir, name)
 
 
-def score(root, outdir, name, data, metric, threads):
-    """FID of every snapshot of a run not scored yet (calc_metrics.py appends to the run's metric-*.jsonl)."""
+def score(root, outdir, name, data, metric, threads, which='all'):
+    """FID of every snapshot (which='all') or of the last one ('last') of a run, where not scored yet
+    (calc_metrics.py appends to the run's metric-*.jsonl)."""
     directory = run_dir(outdir, name)
     jsonl = directory / f'metric-{metric}.jsonl'
     done = {json.loads(l)['snapshot_pkl'] for l in jsonl.read_text().splitlines()} if jsonl.exists() else set()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    for pkl in sorted(directory.glob('network-snapshot-*.pkl')):
+    pkls = sorted(directory.glob('network-snapshot-*.pkl'))
+    for pkl in pkls if which == 'all' else pkls[-1:]:
         if pkl.name not in done:
             run([sys.executable, 'calc_metrics.py', f'--network={pkl}', f'--metrics={metric}', f'--data={data}',
                  '--gpus=1'], cwd=root, env=env, logfile=outdir / 'runs' / f'{name}-fid.log')
@@ -91,15 +94,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--data', required=True, help='the 64x64 faces (../shared/data/utkface-train-64x64.zip)')
     parser.add_argument('--outdir', default='study')
-    parser.add_argument('--kimg', type=int, default=16, help='budget of runs 1-4 (run 5: half)')
+    parser.add_argument('--kimg', type=int, default=32, help='budget of runs 1-4 (run 5: half); the tiny FPA '
+                        'paints faces from ~32 kimg')
+    parser.add_argument('--run1-kimg', type=int, help='run 1 then continues to this (default: 2 x --kimg)')
     parser.add_argument('--batch', type=int, default=16)
-    parser.add_argument('--evals', type=int, default=1, help='snapshots (FID points) per run, after the first')
+    parser.add_argument('--evals', type=int, default=2, help='snapshots (FID points) per run, after the first')
     parser.add_argument('--jobs', type=int, default=2, help='runs at a time')
     parser.add_argument('--metric', default='fid1k_full',
                         help='1k generated images: the Inception network costs ~0.12 s per image on 2 CPU cores, so '
                              'FID dominates the budget; 1k images give a biased but run-to-run comparable FID '
                              '(fid2k_full, fid5k_full for more)')
     parser.add_argument('--only', help='comma-separated run names (default: all)')
+    parser.add_argument('--score', choices=['all', 'last'], default='all',
+                        help="FID of every snapshot, or only of each run's last (~7 min per FID on one core here)")
     args = parser.parse_args()
 
     from fpa_plugin.stylegan3 import checkout
@@ -121,13 +128,16 @@ def main():
     snap = max(1, args.kimg // args.evals)
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda n: train(root, outdir, n, RUNS[n], data, args.kimg, args.batch, snap, threads), names))
+    if 'fpa-delta-T32' in names:                                        # the longer run 1 (--resume=auto extends it)
+        train(root, outdir, 'fpa-delta-T32', RUNS['fpa-delta-T32'], data, args.run1_kimg or 2 * args.kimg,
+              args.batch, snap, os.cpu_count())
     if not args.only or 'fpa-unet' in args.only.split(','):
         base = max(run_dir(outdir, 'fpa-delta-T32').glob('network-snapshot-*.pkl'))
         train(root, outdir, 'fpa-unet', [*UNET, f'--fpa-pkl={base}'], data, args.kimg // 2, args.batch,
               max(1, snap // 2), os.cpu_count())
         names.append('fpa-unet')
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda n: score(root, outdir, n, data, args.metric, threads), names))
+        list(pool.map(lambda n: score(root, outdir, n, data, args.metric, threads, args.score), names))
 
     results = outdir / 'results'
     results.mkdir(exist_ok=True)

@@ -32,15 +32,23 @@ def tiny_fpa():
 def test_collapsed_generator_has_zero_spread_and_uniform_keys(diagnostics):
     G = tiny_fpa()
     healthy = diagnostics.generator_health(G, n=8)
-    assert healthy['spread across z'] > 1e-3
+    assert healthy['spread across z'] > 1e-3 and healthy['NN / median dist'] > 0.1
     assert 1 / 16 < healthy['mean max key'] <= 1
     with torch.no_grad():
         G.fpa.update_net.linear.weight.zero_()                          # k, v, lr no longer depend on z,
         G.fpa.update_net.linear.bias[:3 * 16].zero_()                   # and the keys (first C * width) are uniform
     collapsed = diagnostics.generator_health(G, n=8)
-    assert collapsed['spread across z'] < 1e-6
+    assert collapsed['spread across z'] < 1e-6 and collapsed['NN / median dist'] == 0
     assert collapsed['mean max key'] == pytest.approx(1 / 16)
     assert collapsed['uniform key'] == 1 / 16
+
+
+def test_near_duplicates(diagnostics):
+    torch.manual_seed(0)
+    spread = torch.randn(64, 3, 8, 8)
+    modes = spread[:4].repeat(16, 1, 1, 1) + 0.01 * torch.randn(64, 3, 8, 8)   # 4 modes, 16 near-copies each
+    assert diagnostics.nearest_over_median(spread) > 0.7
+    assert diagnostics.nearest_over_median(modes) < 0.05
 
 
 def test_input_gradient_norm_is_the_penalised_norm(diagnostics):
