@@ -117,6 +117,11 @@ def test_resume_is_exact(stylegan3, make_dataset, tmp_path):
     for name in pa:
         assert torch.equal(pa[name], pb[name]), f'{name} differs after resuming'   # bit-identical on CPU
     assert stats_kimgs(b) == pytest.approx([0.016, 1.008, 2.0])          # ticks of both parts, once each
+    assert json.loads((b / 'training_options.json').read_text())['total_kimg'] == 2   # extended: the record says so
+    before = {p.name: p.read_bytes() for p in b.iterdir() if p.is_file()}
+    proc = train(stylegan3, tmp_path / 'stopped', data, *ARGS, '--kimg=2', '--metrics=none', '--resume=auto')
+    assert 'already trained to 2 kimg' in proc.stdout                    # a finished run is left as it is
+    assert {p.name: p.read_bytes() for p in b.iterdir() if p.is_file()} == before
     assert (b / 'fakes_resume.png').is_file() and (b / 'fakes_init.png').is_file()
 
 

@@ -289,12 +289,20 @@ def launch_auto(c, desc, outdir, dry_run, launch_training, subprocess_fn, log=pr
     c.metrics = new['metrics']
     c.run_dir = run_dir
     c.resume_state = state_path
+    if state['cur_nimg'] >= c.total_kimg * 1000:                        # StyleGAN3's loop would train one more tick
+        log(f'--resume=auto: {run_dir} is already trained to {state["cur_nimg"] / 1000:g} kimg (--kimg={c.total_kimg}); '
+            f'nothing to do. A larger --kimg continues it.')
+        return None
     log(f'--resume=auto: continuing {run_dir} from {state["snapshot_pkl"]} (kimg {state["cur_nimg"] / 1000:.1f})')
     if dry_run:
         log('Dry run; exiting.')
         return None
     c.resume_pkl = os.path.join(run_dir, state['snapshot_pkl'])
     trim_after(run_dir, state['cur_nimg'])
+    if c.total_kimg != old['total_kimg']:                               # the run's record says how long it now runs
+        write_atomic(os.path.join(run_dir, 'training_options.json'),
+                     lambda f: f.write(json.dumps(dict(old, total_kimg=c.total_kimg), indent=2).encode()))
+        log(f'--resume=auto: total_kimg {old["total_kimg"]} -> {c.total_kimg} (training_options.json)')
     torch.multiprocessing.set_start_method('spawn', force=True)
     with tempfile.TemporaryDirectory() as temp_dir:
         if c.num_gpus == 1:
