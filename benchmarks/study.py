@@ -146,8 +146,10 @@ def main():
          f'--outdir={results}'], cwd=None)
     for name, directory in zip(names, dirs):
         small_grid(max(directory.glob('fakes0*.png')), results / f'samples-{name}.png', res=32)
-    run([sys.executable, '-m', 'fpa_plugin.tools.paint', f'--network={max(dirs[0].glob("network-snapshot-*.pkl"))}',
-         '--seeds=0-3', f'--outdir={results / "painting"}', '--scale=2'], cwd=None)
+    run1 = run_dir(outdir, 'fpa-delta-T32')                            # the painting is run 1's, also with --only
+    if run1 is not None:
+        run([sys.executable, '-m', 'fpa_plugin.tools.paint', f'--network={max(run1.glob("network-snapshot-*.pkl"))}',
+             '--seeds=0-3', f'--outdir={results / "painting"}', '--scale=2'], cwd=None)
     log(f'done: {results}')
 
 
