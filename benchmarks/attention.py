@@ -12,6 +12,7 @@ reconstruction loss) with each impl, and with attention=False (the floor). The l
 
 import argparse
 import os
+import resource
 import time
 
 import torch
@@ -108,6 +109,7 @@ def main():
         print('\n' + prof.key_averages(group_by_input_shape=True).table(
             sort_by='self_cpu_time_total', row_limit=25, max_name_column_width=40, max_shapes_column_width=60))
 
+    print(f'\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB')
     if 'fused' in d_impls:
         wall, cpu = (a / b for a, b in zip(times['attn_impl=fused'], floor))
         print(f'\nD with fused attention / D without attention: {wall:.2f}x (wall time; CPU time: {cpu:.2f}x)')

@@ -1,11 +1,11 @@
 """Health of a snapshot: the numbers that diagnosed the CPU study's collapses (issue: study), for any pickle.
 
-    python -m benchmarks.diagnostics --network=runs/.../network-snapshot-000016.pkl [--data=data.zip] [--n=16]
+    python -m benchmarks.diagnostics --network=runs/.../network-snapshot-000016.pkl [--data=data.zip] [--n=64]
 
 For G and G_ema: the spread of the image across z (std over `--n` latents, mean over pixels: ~0 means every z
 paints the same picture, i.e. total collapse), near-duplicates (the mean distance from each image to its nearest
 other image, over the median distance between two images: ~0 when the images fall into a few modes, partial
-collapse, which the spread does not show; a LightGAN G at 16 kimg of the study: 0.57), and for an FPA the LSTM's hidden state (mean |h|, the share of
+collapse, which the spread does not show; a LightGAN G at 16 kimg of the study: 0.58), and for an FPA the LSTM's hidden state (mean |h|, the share of
 units with |h| > 0.95: saturation) and how sharp the keys are (mean over steps of the largest softmax key entry:
 1 for one-hot keys, 1/width for uniform ones). For D: the norm of its input gradient (both heads summed, as in the
 gradient penalty, which pulls it towards 1) on a flat grey image and, with --data, on real images.
@@ -51,9 +51,7 @@ def input_gradient_norm(D, images):
     return grad.flatten(1).norm(dim=1).mean().item()
 
 
-def real_images(path, n, resolution):
-    from fpa_plugin.stylegan3 import checkout
-    checkout.import_host()
+def real_images(path, n, resolution):                                   # (StyleGAN3 on the path: see main)
     from training.dataset import ImageFolderDataset
     data = ImageFolderDataset(path, max_size=n, random_seed=0)
     if data.resolution != resolution:
@@ -73,9 +71,10 @@ def main():
     with open(args.network, 'rb') as f:
         snap = pickle.load(f)
 
-    print(f'{args.network}\n\n{"":<8}' + ''.join(f'{k:>17}' for k in generator_health(snap['G'], 2)))
-    for key in ['G', 'G_ema']:
-        print(f'{key:<8}' + ''.join(f'{v:17.4f}' for v in generator_health(snap[key].eval(), args.n).values()))
+    rows = {key: generator_health(snap[key].eval(), args.n) for key in ['G', 'G_ema']}
+    print(f'{args.network}\n\n{"":<8}' + ''.join(f'{k:>17}' for k in rows['G']))
+    for key, row in rows.items():
+        print(f'{key:<8}' + ''.join(f'{v:17.4f}' for v in row.values()))
 
     D = snap['D'].eval()
     if hasattr(D, 'heads'):

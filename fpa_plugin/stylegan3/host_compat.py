@@ -13,8 +13,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4                                 # mallop
 def keep_freed_memory():
     """CPU training: make glibc's malloc keep freed memory for reuse. By default it returns every large freed block
     to the kernel (munmap, or a trim of the heap), so the next tensor of that size page-faults freshly zeroed
-    pages: a LightGAN D step at 64x64 spent a third of its CPU time in those faults. Heap-only allocation with no
-    trimming removes them; the price is a somewhat higher peak RSS (blocks are reused, not returned).
+    pages: a LightGAN D step at 64x64 took ~1.7x the CPU time (`python -m benchmarks.attention --malloc=default`
+    vs `--malloc=keep`). Heap-only allocation with no trimming removes the faults; the price is a somewhat higher
+    peak RSS (freed blocks are kept, not returned; the benchmark prints it).
     Returns True when applied (glibc, and FPA_KEEP_FREED_MEMORY is not 0)."""
     if os.environ.get(KEEP_FREED_MEMORY_ENV, '1') == '0' or not sys.platform.startswith('linux'):
         return False
