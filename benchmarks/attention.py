@@ -1,12 +1,15 @@
 """Neighbourhood attention benchmark: the impls side by side, alone and inside the LightGAN discriminator.
 
     python -m benchmarks.attention [--repeats 3] [--threads 1] [--impls unfold,plain,shifted,fused] [--profile]
-        [--malloc keep|default]
+        [--malloc keep|default] [--reference-code PATH/fpainter/code]
 
 Measured in one run, min over repeats (interleaved, after a warm-up): forward and forward + backward of the
 attention op alone at N = 320 (batch 40 x 8 heads), d = 64, 32x32; then forward + backward of
 LightGANDiscriminator(64) at batch 40 as the trainer runs it on real images (main logits + 32x32 head +
-reconstruction loss) with each impl, and with attention=False (the floor). The last line is the headline ratio.
+reconstruction loss) with each impl, and with attention=False (the floor); with --reference-code, the authors'
+Discriminator (their class at their defaults, the same parameter count) on the same batch and loss. Then the
+floor's arithmetic (GFLOP) over a float32 matrix product's rate measured in the same run: the least time any D of
+this architecture can take here. The last line is the headline ratio.
 --profile adds torch.profiler's table of one step of the D with fused attention.
 """
 
@@ -17,9 +20,16 @@ import time
 
 import torch
 
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks import reference_code
+from benchmarks.common import matmul_ceiling
 from fpa_plugin.core.attention import neighbourhood_attention
 from fpa_plugin.core.lightgan import LightGANDiscriminator
 from fpa_plugin.stylegan3.host_compat import keep_freed_memory
+
+
+REFERENCE = "the authors' Discriminator"
 
 
 def best_times(fns, repeats):
@@ -54,6 +64,14 @@ def d_step(D, x):
     return step
 
 
+def reference_d_step(D, x):
+    def step():
+        D.zero_grad(set_to_none=True)
+        logits, logits32, aux = D(x, calc_aux_loss=True)
+        (logits.sum() + logits32.sum() + aux).backward()
+    return step
+
+
 def make_d(impl):
     torch.manual_seed(0)                                                # the same weights for every variant
     if impl is None:
@@ -71,6 +89,7 @@ def main():
     parser.add_argument('--malloc', choices=['keep', 'default'], default='keep',
                         help="keep: freed memory reused, as CPU training runs (host_compat.keep_freed_memory); "
                              "default: glibc's malloc as it is")
+    parser.add_argument('--reference-code', help="the authors' code folder (IDSIA/fpainter/code), optional")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,12 +114,37 @@ def main():
     x = torch.randn(40, 3, 64, 64, generator=g)
     variants = {f'attn_impl={impl}': make_d(impl) for impl in d_impls}
     variants['attention=False (floor)'] = make_d(None)
-    times = best_times({name: d_step(D, x) for name, D in variants.items()}, args.repeats)
+    steps = {name: d_step(D, x) for name, D in variants.items()}
+    if args.reference_code:
+        torch.manual_seed(0)
+        steps[REFERENCE] = reference_d_step(reference_code.discriminator(args.reference_code, 'cpu'), x)
+    times = best_times(steps, args.repeats)
     floor = times['attention=False (floor)']
     print(f'\n{"LightGANDiscriminator(64), batch 40":32s} {"fwd+bwd ms":>11s} {"/ floor":>8s} {"CPU ms":>11s} '
           f'{"/ floor":>8s}')
     for name, (wall, cpu) in times.items():
         print(f'{name:32s} {wall * 1e3:11.0f} {wall / floor[0]:7.2f}x {cpu * 1e3:11.0f} {cpu / floor[1]:7.2f}x')
+
+    gflop = {}
+    for name in ['attention=False (floor)', 'attn_impl=fused']:
+        if name in steps:
+            with FlopCounterMode(display=False) as counter:           # convolutions and matrix products
+                steps[name]()
+            gflop[name] = counter.get_total_flops() / 1e9
+    ceiling = matmul_ceiling(args.repeats) / 1e9
+    least = gflop['attention=False (floor)'] / ceiling
+    print(f'\nthe floor\'s arithmetic: {gflop["attention=False (floor)"]:.0f} GFLOP; at the {ceiling:.0f} GFLOP/s of a '
+          f'float32 matrix product here: {least * 1e3:.0f} ms, the least any D of this architecture can take '
+          f'(the floor runs at {least / floor[0]:.0%} of it)')
+    if 'attn_impl=fused' in gflop:
+        extra = gflop['attn_impl=fused'] - gflop['attention=False (floor)']
+        print(f'the attention layers\' projections and products add {extra:.0f} GFLOP: at the floor\'s rate alone '
+              f'{1 + extra / gflop["attention=False (floor)"]:.2f}x the floor, before any softmax, norm or '
+              f'neighbourhood')
+    if REFERENCE in times:
+        ref, best = times[REFERENCE][0], min(times[f'attn_impl={impl}'][0] for impl in d_impls)
+        print(f'{REFERENCE} / ours (fastest impl): {ref / best:.2f}x; at most {ref / least:.2f}x for any D with the '
+              f'same arithmetic')
 
     if args.profile and 'fused' in d_impls:
         step = d_step(variants['attn_impl=fused'], x)

@@ -1,4 +1,4 @@
-"""What every benchmark needs: a timer that measures side by side in one process."""
+"""What every benchmark needs: a timer that measures side by side in one process, and the machine's ceiling."""
 
 import time
 
@@ -21,3 +21,9 @@ def best_time(fn, repeats):
         _sync()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def matmul_ceiling(repeats, device='cpu'):
+    """FLOP/s of a float32 2048^3 matrix product: the most arithmetic this device does per second."""
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+    return 2 * 2048 ** 3 / best_time(lambda: a @ b, repeats)

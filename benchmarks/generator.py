@@ -16,12 +16,12 @@ parallel-painter throughput over the bare LSTM's at batch 64.
 
 import argparse
 import sys
-import types
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import best_time
+from benchmarks import reference_code
+from benchmarks.common import best_time, matmul_ceiling
 from fpa_plugin.core.generator import FastWeightPainter
 from fpa_plugin.core.presets import generator_kwargs
 
@@ -42,11 +42,6 @@ def lstm_flops(lstm, steps):
     return sum(2 * 4 * lstm.hidden_size * (n + lstm.hidden_size) for n in sizes) * steps
 
 
-def matmul_ceiling(repeats, device):
-    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
-    return 2 * 2048 ** 3 / best_time(lambda: a @ b, repeats)
-
-
 def stylegan2_generator(device):
     """StyleGAN2's G at 64x64 with train.py's --cfg=stylegan2 defaults, or None without a StyleGAN3 checkout."""
     try:
@@ -60,33 +55,6 @@ def stylegan2_generator(device):
                   channel_max=512, mapping_kwargs=dict(num_layers=8)).eval().to(device)
     return lambda z: G(z, None, noise_mode='const')
 
-
-def _stub_attribute(name):
-    if name.startswith('__'):
-        raise AttributeError(name)
-    return lambda *args, **kwargs: None
-
-
-def reference_generator(code_dir, device):
-    """The authors' LSTMDeltaTimeSplitLatentGeneratorV2 at the CelebA preset (their code, not ours; never copied)."""
-    for name in ['einops', 'kornia', 'kornia.filters', 'torchvision', 'torchvision.transforms', 'tqdm']:
-        try:
-            __import__(name)
-        except ImportError:                                             # the generator's forward needs none of them
-            stub = types.ModuleType(name)
-            stub.__path__ = []                                          # a package, so submodules can be stubbed
-            stub.__getattr__ = _stub_attribute
-            sys.modules[name] = stub
-    sys.path.insert(0, code_dir)
-    cuda = torch.cuda.is_available
-    torch.cuda.is_available = lambda: True                              # their lightweight_gan.py asserts a GPU
-    try:
-        import painter as ref                                           # noqa: E402  (the authors' painter.py)
-    finally:
-        torch.cuda.is_available = cuda
-    return ref.LSTMDeltaTimeSplitLatentGeneratorV2(image_size=64, latent_dim=128, mini_latent_dim=8,
-        mini_input_size=128, rnn_hidden_size=1024, num_layers=2, num_decoding_steps=64, out_tanh=True,
-        use_softmax=True).eval().to(device)
 
 #----------------------------------------------------------------------------
 
@@ -122,7 +90,7 @@ def main():
     if sg2 is not None:
         rows['StyleGAN2 G (cfg=stylegan2)'] = sg2
     if args.reference_code:
-        rows[REFERENCE] = reference_generator(args.reference_code, device)
+        rows[REFERENCE] = reference_code.generator(args.reference_code, device).eval()
 
     ceiling = matmul_ceiling(args.repeats, device)
     gflop_per_image = (flops(lambda: G(torch.randn(1, G.z_dim, device=device)))

@@ -2,6 +2,7 @@
 
     python -m benchmarks.training --data=../shared/data/utkface-train-64x64.zip [--batch=20] [--steps=10]
         [--cfgs=fpa,fpa-unet,lightgan,stylegan2] [--fpa-preset=celeba] [--disc-size=paper] [--gen-size=paper]
+        [--reference-code=PATH/fpainter/code]
 
 Each configuration runs in a fresh process (so peak memory is its own) through train.py's option parsing and
 `training_loop.training_loop`, on the same data and batch: one warm-up step (tick 0), then `--steps` steps
@@ -12,7 +13,11 @@ Resources/peak_gpu_mem_gb; 0 on CPU).
 --profile adds one more fpa run under torch.profiler: where an FPA step's time goes, by the loss's
 record_function ranges (G forward/backward, D forward/backward, gradient penalty). --malloc-ab adds one more fpa
 run with glibc's default malloc (FPA_KEEP_FREED_MEMORY=0; the loop otherwise keeps freed memory for reuse on
-CPU, see host_compat.keep_freed_memory). The last line is the headline: fpa's sec/kimg over stylegan2's.
+CPU, see host_compat.keep_freed_memory). --reference-code adds the configuration `reference`: the authors' generator
+and discriminator (their classes, CelebA preset, their defaults) trained by the work of one of their steps
+(benchmarks.reference_code.TrainingStep) on the same data and batch, with the same warm-up, step count and
+gradient-penalty steps, in its own process; use a multiple of 4 steps, so that each side's share of penalty steps is
+the trainer's. The last line is the headline: fpa's sec/kimg over stylegan2's.
 """
 
 import argparse
@@ -30,6 +35,7 @@ CFG_ARGS = {  # configuration -> train.py options besides the shared ones ({...}
     'stylegan2': ['--cfg=stylegan2', '--gamma=0.05'],
 }
 VARIANT_OF = {'fpa-profile': 'fpa', 'fpa-default-malloc': 'fpa'}      # extra runs of a configuration
+REFERENCE = 'reference'                                                 # the authors' step (--reference-code)
 RANGES = ['Gmain_forward', 'Gmain_backward', 'Dmain_forward', 'Dgp_forward', 'Dmain_backward']
 
 #----------------------------------------------------------------------------
@@ -53,6 +59,8 @@ def run_one(args):
     os.chdir(root)
     checkout.import_host()
     sys.path.insert(0, str(root))
+    if args.one == REFERENCE:
+        return run_reference(args)
     import torch
     import train
     from torch_utils import training_stats
@@ -92,6 +100,32 @@ def run_one(args):
     print('RESULT ' + json.dumps(result))
 
 
+def run_reference(args):
+    """The authors' step, timed as the loop times ours: one warm-up step, then `steps` steps (wall clock, data
+    included); the gradient penalty on their trainer's steps 0, 4, 8, ... (the loop's: the same)."""
+    import resource
+    import time
+    import numpy as np
+    import torch
+    from benchmarks import reference_code
+    from fpa_plugin.stylegan3.host_compat import keep_freed_memory
+    from training.dataset import ImageFolderDataset
+
+    keep_freed_memory()                                                 # as the loop does on CPU
+    torch.manual_seed(0)
+    data = ImageFolderDataset(args.data)
+    step = reference_code.TrainingStep(args.reference_code, args.batch, 'cpu')
+    order = iter(np.random.default_rng(0).permutation(len(data)))
+    reals = lambda: torch.from_numpy(np.stack([data[next(order)][0] for _ in range(args.batch)])).float() / 127.5 - 1
+    step(reals())
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step(reals())
+    seconds = time.perf_counter() - t0
+    print('RESULT ' + json.dumps(dict(cfg=REFERENCE, sec_per_kimg=seconds / (args.steps * args.batch / 1000),
+                                      peak_mem_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+                                      peak_gpu_mem_gb=0.0, phases={}, ranges={})))
+
 #----------------------------------------------------------------------------
 
 def main():
@@ -109,14 +143,18 @@ def main():
     parser.add_argument('--fpa-pkl', help=argparse.SUPPRESS)
     parser.add_argument('--profile', action='store_true', help='also profile an fpa run (where its time goes)')
     parser.add_argument('--malloc-ab', action='store_true', help="also an fpa run with glibc's default malloc")
+    parser.add_argument('--reference-code', help="the authors' code folder (IDSIA/fpainter/code): adds 'reference'")
     args = parser.parse_args()
     args.data = str(Path(args.data).resolve())
+    if args.reference_code:
+        args.reference_code = str(Path(args.reference_code).resolve())
     if args.one:
         return run_one(args)
 
-    cfgs = args.cfgs.split(',')
-    if unknown := [c for c in cfgs if c not in CFG_ARGS]:
-        raise SystemExit(f'Unknown configuration(s) {unknown}: choose from {", ".join(CFG_ARGS)}')
+    cfgs = args.cfgs.split(',') + ([REFERENCE] if args.reference_code else [])
+    if unknown := [c for c in cfgs if c not in CFG_ARGS and c != REFERENCE]:
+        raise SystemExit(f'Unknown configuration(s) {unknown}: choose from {", ".join(CFG_ARGS)} '
+                         '(and --reference-code)')
     if 'fpa-unet' in cfgs and 'fpa' not in cfgs:
         raise SystemExit('fpa-unet refines the fpa run\'s pickle: include fpa in --cfgs')
     results = {}
@@ -128,7 +166,8 @@ def main():
             cmd = [sys.executable, '-m', 'benchmarks.training', f'--one={VARIANT_OF.get(cfg, cfg)}',
                    f'--workdir={Path(work, cfg)}',
                    *[f'--{k.replace("_", "-")}={v}' for k, v in vars(args).items()
-                     if k in ('data', 'batch', 'steps', 'fpa_preset', 'disc_size', 'gen_size', 'unet_size')]]
+                     if k in ('data', 'batch', 'steps', 'fpa_preset', 'disc_size', 'gen_size', 'unet_size',
+                              'reference_code') and v is not None]]
             if cfg == 'fpa-profile':
                 cmd.append('--profile')
             if cfg == 'fpa-unet':
@@ -143,10 +182,10 @@ def main():
     ranges = results.pop('fpa-profile', {}).get('ranges')
     print(f'\nStyleGAN3 training loop, {Path(args.data).name}, batch {args.batch}, {args.steps} steps each, '
           f'{os.environ.get("OMP_NUM_THREADS", os.cpu_count())} CPU threads; fpa preset {args.fpa_preset}, D size {args.disc_size}')
-    print(f'{"configuration":<12} {"sec/kimg":>9} {"peak GB":>8} {"GPU GB":>7}  phases (s per tick)')
+    print(f'{"configuration":<18} {"sec/kimg":>9} {"peak GB":>8} {"GPU GB":>7}  phases (s per tick)')
     for cfg, r in results.items():
         phases = ', '.join(f'{k} {v:.1f}' for k, v in r['phases'].items() if v == v) or '-'   # NaN: not timed
-        print(f'{cfg:<12} {r["sec_per_kimg"]:>9.1f} {r["peak_mem_gb"]:>8.2f} {r["peak_gpu_mem_gb"]:>7.2f}  {phases}')
+        print(f'{cfg:<18} {r["sec_per_kimg"]:>9.1f} {r["peak_mem_gb"]:>8.2f} {r["peak_gpu_mem_gb"]:>7.2f}  {phases}')
     if ranges:
         total = sum(ranges.values())
         print('\nWhere an fpa step goes (profiled record_function ranges, share of their sum):')
@@ -156,6 +195,9 @@ def main():
     if 'fpa-default-malloc' in results:
         print(f'\nfpa sec/kimg, freed memory kept / glibc default malloc: '
               f'{results["fpa"]["sec_per_kimg"] / results["fpa-default-malloc"]["sec_per_kimg"]:.2f}')
+    if 'fpa' in results and REFERENCE in results:
+        print(f'\nthe authors\' step / fpa in StyleGAN3\'s loop, sec/kimg: '
+              f'{results[REFERENCE]["sec_per_kimg"] / results["fpa"]["sec_per_kimg"]:.2f}x')
     if 'fpa' in results and 'stylegan2' in results:
         print(f'\nfpa sec/kimg / stylegan2 sec/kimg: {results["fpa"]["sec_per_kimg"] / results["stylegan2"]["sec_per_kimg"]:.2f}')
 

@@ -191,3 +191,35 @@ def test_stale_build_lock_is_reported_not_waited_on(monkeypatch, tmp_path):
         loader.load('neighbourhood_attention')
 
 #----------------------------------------------------------------------------
+# LinearAttention (batched products over heads, per-axis softmaxes) vs its equations written out per head.
+
+def linear_attention_equations(m, x):
+    """lightweight-gan's layer as its equations read: separate projections, explicit scales, concatenation."""
+    B, _, H, W = x.shape
+    h, d = m.heads, m.dim_head
+    heads = lambda t: t.reshape(B, h, d, H * W)
+    lq, q = heads(m.to_lin_q(x)), heads(m.to_q(x))
+    lk, lv = map(heads, m.to_lin_kv(x).chunk(2, dim=1))
+    k, v = map(heads, m.to_kv(x).chunk(2, dim=1))
+    lq, lk = lq.softmax(dim=2) * m.scale, lk.softmax(dim=3)
+    context = torch.einsum('bhdn,bhen->bhde', lk, lv)
+    lin = torch.nn.functional.gelu(torch.einsum('bhdn,bhde->bhen', lq, context))
+    local = attention._neighbourhood_unfold(*(t.reshape(B * h, d, H, W) for t in (q * m.scale, k, v)), m.kernel_size)
+    return m.to_out(torch.cat([lin.reshape(B, h * d, H, W), local.reshape(B, h * d, H, W)], dim=1))
+
+
+@pytest.mark.parametrize('impl', ['fused', 'shifted'])
+def test_linear_attention_matches_its_equations(impl, request):
+    if impl == 'fused':
+        request.getfixturevalue('ext')
+    torch.manual_seed(0)
+    m = LinearAttention(6, dim_head=4, heads=3, impl=impl).double()
+    for p in m.parameters():                                            # non-trivial biases and weights
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    out, want = m(x), linear_attention_equations(m, x)
+    assert_rel_close('out', out, want, 1e-12)
+    g = torch.randn_like(out)
+    params = [x, *m.parameters()]
+    for i, (got, ref) in enumerate(zip(torch.autograd.grad(out, params, g), torch.autograd.grad(want, params, g))):
+        assert_rel_close(f'grad {i}', got, ref, 1e-12)

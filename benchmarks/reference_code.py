@@ -1,0 +1,107 @@
+"""The authors' code (IDSIA/fpainter, its code/ folder) as a benchmark baseline: their classes imported from a
+folder the user names (none of it is copied here), at the CelebA preset, and the work of one of their training
+steps re-expressed around those classes.
+
+    git clone https://github.com/IDSIA/fpainter; python -m benchmarks.<name> --reference-code=fpainter/code
+
+Their generator needs none of painter.py's other imports (missing ones are stubbed); their discriminator needs
+einops and kornia (`pip install einops kornia`; not dependencies of this project).
+"""
+
+import sys
+import types
+
+import torch
+import torch.nn.functional as F
+
+# Their main.py defaults (64x64) and the CelebA preset of the paper (Table 3).
+GENERATOR_KWARGS = dict(image_size=64, latent_dim=128, mini_latent_dim=8, mini_input_size=128, rnn_hidden_size=1024,
+                        num_layers=2, num_decoding_steps=64, out_tanh=True, use_softmax=True)
+DISCRIMINATOR_KWARGS = dict(image_size=64, fmap_max=512, attn_res_layers=[32], disc_output_size=1)
+GP_WEIGHT, GP_EVERY, ADAM = 10, 4, dict(lr=2e-4, betas=(0.5, 0.9))
+
+#----------------------------------------------------------------------------
+
+def _stub_attribute(name):
+    if name.startswith('__'):
+        raise AttributeError(name)
+    return lambda *args, **kwargs: None
+
+
+def import_painter(code_dir, need=()):
+    """Their painter.py as a module. Packages it imports but the classes used here do not need are stubbed when
+    absent; those in `need` must be installed."""
+    for name in ['einops', 'kornia', 'kornia.filters', 'torchvision', 'torchvision.transforms', 'tqdm']:
+        try:
+            __import__(name)
+        except ImportError:
+            if name.split('.')[0] in need:
+                raise SystemExit(f"The authors' code needs {name} here: pip install {' '.join(need)}") from None
+            stub = types.ModuleType(name)
+            stub.__path__ = []                                          # a package, so submodules can be stubbed
+            stub.__getattr__ = _stub_attribute
+            sys.modules[name] = stub
+    if code_dir not in sys.path:
+        sys.path.insert(0, code_dir)
+    cuda = torch.cuda.is_available
+    torch.cuda.is_available = lambda: True                              # their lightweight_gan.py asserts a GPU
+    try:
+        import painter                                                  # noqa: E402  (their painter.py)
+    finally:
+        torch.cuda.is_available = cuda
+    return painter
+
+
+def generator(code_dir, device):
+    """LSTMDeltaTimeSplitLatentGeneratorV2 at the CelebA preset."""
+    return import_painter(code_dir).LSTMDeltaTimeSplitLatentGeneratorV2(**GENERATOR_KWARGS).to(device)
+
+
+def discriminator(code_dir, device):
+    """Their Discriminator with main.py's defaults at 64x64, Kaiming-initialised as their GAN class does."""
+    painter = import_painter(code_dir, need=('einops', 'kornia'))
+    D = painter.Discriminator(**DISCRIMINATOR_KWARGS)
+    for m in D.modules():
+        if type(m) in {torch.nn.Conv2d, torch.nn.Linear}:
+            torch.nn.init.kaiming_normal_(m.weight, a=0, mode='fan_in', nonlinearity='leaky_relu')
+    return D.to(device)
+
+#----------------------------------------------------------------------------
+
+class TrainingStep:
+    """The arithmetic of one step of their trainer (painter.py's train()) at main.py's defaults, written out:
+    D: fakes painted without grad, hinge loss on the main and 32x32 logits of fakes and of reals, the
+    reconstruction loss on reals, every GP_EVERY-th step the 1-centred gradient penalty on reals (double
+    backward); Adam. G: a painted batch through D, loss = mean logits; Adam. No augmentation (aug_prob 0)."""
+
+    def __init__(self, code_dir, batch, device):
+        self.G, self.D = generator(code_dir, device), discriminator(code_dir, device)
+        self.G_opt = torch.optim.Adam(self.G.parameters(), **ADAM)
+        self.D_opt = torch.optim.Adam(self.D.parameters(), **ADAM)
+        self.batch, self.device, self.steps = batch, device, 0
+
+    def __call__(self, reals):
+        """One D step and one G step on reals: (batch, 3, 64, 64)."""
+        hinge = lambda real, fake: (F.relu(1 + real) + F.relu(1 - fake)).mean()
+        G, D = self.G.train(), self.D.train()
+        latent = lambda: torch.randn(self.batch, GENERATOR_KWARGS['latent_dim'], device=self.device)
+
+        self.D_opt.zero_grad()
+        reals = reals.to(self.device).requires_grad_()
+        with torch.no_grad():
+            fakes = G(latent())
+        fake_out, fake_out32, _ = D(fakes)
+        real_out, real_out32, aux = D(reals, calc_aux_loss=True)
+        loss = hinge(real_out, fake_out) + hinge(real_out32, fake_out32) + aux
+        if self.steps % GP_EVERY == 0:
+            grad, = torch.autograd.grad([real_out, real_out32], reals, [torch.ones_like(real_out),
+                                        torch.ones_like(real_out32)], create_graph=True, retain_graph=True)
+            loss = loss + GP_WEIGHT * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        loss.backward()
+        self.D_opt.step()
+
+        self.G_opt.zero_grad()
+        fake_out, fake_out32, _ = D(G(latent()))
+        (fake_out.mean() + fake_out32.mean()).backward()
+        self.G_opt.step()
+        self.steps += 1
