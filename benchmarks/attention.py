@@ -143,8 +143,10 @@ def main():
               f'neighbourhood')
     if REFERENCE in times:
         ref, best = times[REFERENCE][0], min(times[f'attn_impl={impl}'][0] for impl in d_impls)
-        print(f'{REFERENCE} / ours (fastest impl): {ref / best:.2f}x; at most {ref / least:.2f}x for any D with the '
-              f'same arithmetic')
+        work, what = ((gflop['attn_impl=fused'], 'the same arithmetic as ours') if 'attn_impl=fused' in gflop else
+                      (gflop['attention=False (floor)'], "at least the floor's arithmetic"))
+        print(f'{REFERENCE} / ours (fastest impl): {ref / best:.2f}x; at most {ref * ceiling / work:.2f}x for any D '
+              f'with {what} ({work:.0f} GFLOP at the matrix-product rate)')
 
     if args.profile and 'fused' in d_impls:
         step = d_step(variants['attn_impl=fused'], x)

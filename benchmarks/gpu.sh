@@ -41,5 +41,5 @@ echo "== generation (images/s)" | tee "$out/generator.txt"
 timeout 180 python3 -m benchmarks.generator --device=cuda --batches=1,20,64 --repeats=10 --compile $ref \
     2>&1 | tee -a "$out/generator.txt"
 echo "== training (StyleGAN3 loop, batch 20)" | tee "$out/training.txt"
-timeout 300 python3 -m benchmarks.training --data="$data" --batch=20 --steps=50 --cfgs=fpa,stylegan2 \
+timeout 300 python3 -m benchmarks.training --data="$data" --batch=20 --steps=48 --cfgs=fpa,stylegan2 \
     2>&1 | tee -a "$out/training.txt"

@@ -12,7 +12,6 @@ import sys
 import types
 
 import torch
-import torch.nn.functional as F
 
 # Their main.py defaults (64x64) and the CelebA preset of the paper (Table 3).
 GENERATOR_KWARGS = dict(image_size=64, latent_dim=128, mini_latent_dim=8, mini_input_size=128, rnn_hidden_size=1024,
@@ -21,6 +20,9 @@ DISCRIMINATOR_KWARGS = dict(image_size=64, fmap_max=512, attn_res_layers=[32], d
 GP_WEIGHT, GP_EVERY, ADAM = 10, 4, dict(lr=2e-4, betas=(0.5, 0.9))
 
 #----------------------------------------------------------------------------
+
+STUBBED = set()                                                         # modules replaced by stubs here
+
 
 def _stub_attribute(name):
     if name.startswith('__'):
@@ -34,13 +36,17 @@ def import_painter(code_dir, need=()):
     for name in ['einops', 'kornia', 'kornia.filters', 'torchvision', 'torchvision.transforms', 'tqdm']:
         try:
             __import__(name)
+            missing = name in STUBBED
         except ImportError:
-            if name.split('.')[0] in need:
-                raise SystemExit(f"The authors' code needs {name} here: pip install {' '.join(need)}") from None
+            missing = True
+        if missing and name.split('.')[0] in need:
+            raise SystemExit(f"The authors' code needs {name} here: pip install {' '.join(need)}")
+        if missing and name not in STUBBED:
             stub = types.ModuleType(name)
             stub.__path__ = []                                          # a package, so submodules can be stubbed
             stub.__getattr__ = _stub_attribute
             sys.modules[name] = stub
+            STUBBED.add(name)
     if code_dir not in sys.path:
         sys.path.insert(0, code_dir)
     cuda = torch.cuda.is_available
@@ -58,31 +64,34 @@ def generator(code_dir, device):
 
 
 def discriminator(code_dir, device):
-    """Their Discriminator with main.py's defaults at 64x64, Kaiming-initialised as their GAN class does."""
+    """Their Discriminator with main.py's defaults at 64x64, as their trainer builds it for the FPA models: blur
+    off (init_GAN rebinds painter.Blur to nn.Identity for antialias=False) and their GAN class's initialisation."""
     painter = import_painter(code_dir, need=('einops', 'kornia'))
+    painter.Blur = torch.nn.Identity
     D = painter.Discriminator(**DISCRIMINATOR_KWARGS)
-    for m in D.modules():
-        if type(m) in {torch.nn.Conv2d, torch.nn.Linear}:
-            torch.nn.init.kaiming_normal_(m.weight, a=0, mode='fan_in', nonlinearity='leaky_relu')
+    D.apply(lambda m: painter.PainterLSTMDeltaTimeSplitLatentGAN._init_weights(None, m))
     return D.to(device)
 
 #----------------------------------------------------------------------------
 
 class TrainingStep:
-    """The arithmetic of one step of their trainer (painter.py's train()) at main.py's defaults, written out:
-    D: fakes painted without grad, hinge loss on the main and 32x32 logits of fakes and of reals, the
-    reconstruction loss on reals, every GP_EVERY-th step the 1-centred gradient penalty on reals (double
-    backward); Adam. G: a painted batch through D, loss = mean logits; Adam. No augmentation (aug_prob 0)."""
+    """The arithmetic of one step of their trainer (painter.py's train()) as their README's CelebA command runs it
+    (batch 20, no gradient accumulation; main.py's defaults otherwise: no augmentation, no mixed precision), written
+    out around their modules and loss functions. D: fakes painted without grad, hinge loss on the main and 32x32
+    logits of fakes and of reals, the reconstruction loss on reals, every GP_EVERY-th step the 1-centred gradient
+    penalty on reals (a double backward); Adam. G: a painted batch through D, their generator loss on both logits;
+    Adam."""
 
     def __init__(self, code_dir, batch, device):
-        self.G, self.D = generator(code_dir, device), discriminator(code_dir, device)
+        self.painter = import_painter(code_dir)
+        self.D, self.G = discriminator(code_dir, device), generator(code_dir, device)
         self.G_opt = torch.optim.Adam(self.G.parameters(), **ADAM)
         self.D_opt = torch.optim.Adam(self.D.parameters(), **ADAM)
         self.batch, self.device, self.steps = batch, device, 0
 
     def __call__(self, reals):
         """One D step and one G step on reals: (batch, 3, 64, 64)."""
-        hinge = lambda real, fake: (F.relu(1 + real) + F.relu(1 - fake)).mean()
+        hinge, gen_loss = self.painter.hinge_loss, self.painter.gen_ce_loss
         G, D = self.G.train(), self.D.train()
         latent = lambda: torch.randn(self.batch, GENERATOR_KWARGS['latent_dim'], device=self.device)
 
@@ -94,14 +103,14 @@ class TrainingStep:
         real_out, real_out32, aux = D(reals, calc_aux_loss=True)
         loss = hinge(real_out, fake_out) + hinge(real_out32, fake_out32) + aux
         if self.steps % GP_EVERY == 0:
-            grad, = torch.autograd.grad([real_out, real_out32], reals, [torch.ones_like(real_out),
-                                        torch.ones_like(real_out32)], create_graph=True, retain_graph=True)
-            loss = loss + GP_WEIGHT * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+            ones = [torch.ones_like(real_out), torch.ones_like(real_out32)]
+            grad, = torch.autograd.grad([real_out, real_out32], reals, ones, create_graph=True)
+            loss = loss + GP_WEIGHT * torch.linalg.vector_norm(grad.flatten(1), dim=1).sub(1).square().mean()
         loss.backward()
         self.D_opt.step()
 
         self.G_opt.zero_grad()
         fake_out, fake_out32, _ = D(G(latent()))
-        (fake_out.mean() + fake_out32.mean()).backward()
+        (gen_loss(fake_out, None) + gen_loss(fake_out32, None)).backward()
         self.G_opt.step()
         self.steps += 1

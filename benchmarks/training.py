@@ -1,6 +1,6 @@
 """Training speed and memory in StyleGAN3's own loop, the configurations side by side (issue: performance).
 
-    python -m benchmarks.training --data=../shared/data/utkface-train-64x64.zip [--batch=20] [--steps=10]
+    python -m benchmarks.training --data=../shared/data/utkface-train-64x64.zip [--batch=20] [--steps=8]
         [--cfgs=fpa,fpa-unet,lightgan,stylegan2] [--fpa-preset=celeba] [--disc-size=paper] [--gen-size=paper]
         [--reference-code=PATH/fpainter/code]
 
@@ -111,20 +111,26 @@ def run_reference(args):
     from fpa_plugin.stylegan3.host_compat import keep_freed_memory
     from training.dataset import ImageFolderDataset
 
-    keep_freed_memory()                                                 # as the loop does on CPU
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')     # where the loop runs (--gpus=1)
+    if device.type == 'cpu':
+        keep_freed_memory()                                             # as the loop does on CPU
     torch.manual_seed(0)
     data = ImageFolderDataset(args.data)
-    step = reference_code.TrainingStep(args.reference_code, args.batch, 'cpu')
+    step = reference_code.TrainingStep(args.reference_code, args.batch, device)
     order = iter(np.random.default_rng(0).permutation(len(data)))
     reals = lambda: torch.from_numpy(np.stack([data[next(order)][0] for _ in range(args.batch)])).float() / 127.5 - 1
+    sync = torch.cuda.synchronize if device.type == 'cuda' else lambda: None
     step(reals())
+    sync()
     t0 = time.perf_counter()
     for _ in range(args.steps):
         step(reals())
+    sync()
     seconds = time.perf_counter() - t0
+    gpu_gb = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == 'cuda' else 0.0
     print('RESULT ' + json.dumps(dict(cfg=REFERENCE, sec_per_kimg=seconds / (args.steps * args.batch / 1000),
                                       peak_mem_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-                                      peak_gpu_mem_gb=0.0, phases={}, ranges={})))
+                                      peak_gpu_mem_gb=gpu_gb, phases={}, ranges={})))
 
 #----------------------------------------------------------------------------
 
@@ -132,7 +138,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--data', required=True, help='a 64x64 dataset zip (../shared/data/utkface-train-64x64.zip)')
     parser.add_argument('--batch', type=int, default=20)
-    parser.add_argument('--steps', type=int, default=10, help='measured steps per configuration (after one warm-up)')
+    parser.add_argument('--steps', type=int, default=8, help='measured steps per configuration (after one warm-up)')
     parser.add_argument('--cfgs', default='fpa,fpa-unet,lightgan,stylegan2')
     parser.add_argument('--fpa-preset', default='celeba')
     parser.add_argument('--disc-size', default='paper')
