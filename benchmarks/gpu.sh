@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short stint on a GPU, prepared so that it fits in ~8 minutes (issue: performance): generation images/s at
 # batch 1/20/64 (parallel and naive painter, bare LSTM, bf16, torch.compile with CUDA graphs, StyleGAN2's G), then
-# StyleGAN3's training loop, sec/kimg and peak GPU memory, for fpa (CelebA preset, paper D) and stylegan2.
+# StyleGAN3's training loop, sec/kimg and peak GPU memory, for fpa (CelebA preset, paper D), fpa with bf16 autocast
+# (--fpa-amp=bfloat16) and stylegan2.
 #
 #     FPA_STYLEGAN3_SOURCE=/path/to/stylegan3 bash benchmarks/gpu.sh [OUTDIR]
 #
@@ -41,5 +42,5 @@ echo "== generation (images/s)" | tee "$out/generator.txt"
 timeout 180 python3 -m benchmarks.generator --device=cuda --batches=1,20,64 --repeats=10 --compile $ref \
     2>&1 | tee -a "$out/generator.txt"
 echo "== training (StyleGAN3 loop, batch 20)" | tee "$out/training.txt"
-timeout 300 python3 -m benchmarks.training --data="$data" --batch=20 --steps=48 --cfgs=fpa,stylegan2 \
+timeout 300 python3 -m benchmarks.training --data="$data" --batch=20 --steps=24 --cfgs=fpa,fpa-bf16,stylegan2 \
     2>&1 | tee -a "$out/training.txt"

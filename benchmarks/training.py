@@ -1,7 +1,7 @@
 """Training speed and memory in StyleGAN3's own loop, the configurations side by side (issue: performance).
 
     python -m benchmarks.training --data=../shared/data/utkface-train-64x64.zip [--batch=20] [--steps=8]
-        [--cfgs=fpa,fpa-unet,lightgan,stylegan2] [--fpa-preset=celeba] [--disc-size=paper] [--gen-size=paper]
+        [--cfgs=fpa,fpa-unet,lightgan,stylegan2,fpa-bf16] [--fpa-preset=celeba] [--disc-size=paper] [--gen-size=paper]
         [--reference-code=PATH/fpainter/code]
 
 Each configuration runs in a fresh process (so peak memory is its own) through train.py's option parsing and
@@ -30,6 +30,7 @@ from pathlib import Path
 
 CFG_ARGS = {  # configuration -> train.py options besides the shared ones ({...} filled from the command line)
     'fpa':       ['--cfg=fpa', '--fpa-preset={fpa_preset}', '--disc-size={disc_size}'],
+    'fpa-bf16':  ['--cfg=fpa', '--fpa-preset={fpa_preset}', '--disc-size={disc_size}', '--fpa-amp=bfloat16'],
     'fpa-unet':  ['--cfg=fpa-unet', '--fpa-pkl={fpa_pkl}', '--unet-size={unet_size}'],
     'lightgan':  ['--cfg=lightgan', '--gen-size={gen_size}', '--disc-size={disc_size}'],
     'stylegan2': ['--cfg=stylegan2', '--gamma=0.05'],
@@ -201,6 +202,9 @@ def main():
     if 'fpa-default-malloc' in results:
         print(f'\nfpa sec/kimg, freed memory kept / glibc default malloc: '
               f'{results["fpa"]["sec_per_kimg"] / results["fpa-default-malloc"]["sec_per_kimg"]:.2f}')
+    if 'fpa' in results and 'fpa-bf16' in results:
+        print(f'\nfpa sec/kimg, float32 / bf16 autocast (--fpa-amp=bfloat16): '
+              f'{results["fpa"]["sec_per_kimg"] / results["fpa-bf16"]["sec_per_kimg"]:.2f}x')
     if 'fpa' in results and REFERENCE in results:
         print(f'\nthe authors\' step / fpa in StyleGAN3\'s loop, sec/kimg: '
               f'{results[REFERENCE]["sec_per_kimg"] / results["fpa"]["sec_per_kimg"]:.2f}x')
