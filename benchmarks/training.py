@@ -1,23 +1,23 @@
 """Training speed and memory in StyleGAN3's own loop, the configurations side by side (issue: performance).
 
     python -m benchmarks.training --data=../shared/data/utkface-train-64x64.zip [--batch=20] [--steps=8]
-        [--cfgs=fpa,fpa-unet,lightgan,stylegan2,fpa-bf16] [--fpa-preset=celeba] [--disc-size=paper] [--gen-size=paper]
-        [--reference-code=PATH/fpainter/code]
+        [--cfgs=fpa,fpa-unet,lightgan,stylegan2,fpa-bf16] [--fpa-preset=celeba] [--disc-size=paper]
+        [--gen-size=paper] [--reference-code=PATH/fpainter/code]
 
 Each configuration runs in a fresh process (so peak memory is its own) through train.py's option parsing and
-`training_loop.training_loop`, on the same data and batch: one warm-up step (tick 0), then `--steps` steps
-(tick 1, whose sec/kimg is reported). The sample grid the loop paints first is cut to 2x2 (not timed, but
-StyleGAN2's G takes ~10 min on CPU for the full 32x32 grid). No snapshots or metrics, except that the fpa run's
-tick-0 pickle is what fpa-unet refines. Per configuration: sec/kimg, peak CPU memory (GB, the process's max RSS), peak GPU memory (StyleGAN3's
-Resources/peak_gpu_mem_gb; 0 on CPU).
---profile adds one more fpa run under torch.profiler: where an FPA step's time goes, by the loss's
-record_function ranges (G forward/backward, D forward/backward, gradient penalty). --malloc-ab adds one more fpa
-run with glibc's default malloc (FPA_KEEP_FREED_MEMORY=0; the loop otherwise keeps freed memory for reuse on
-CPU, see host_compat.keep_freed_memory). --reference-code adds the configuration `reference`: the authors' generator
-and discriminator (their classes, CelebA preset, their defaults) trained by the work of one of their steps
-(benchmarks.reference_code.TrainingStep) on the same data and batch, with the same warm-up, step count and
-gradient-penalty steps, in its own process; use a multiple of 4 steps, so that each side's share of penalty steps is
-the trainer's. The last line is the headline: fpa's sec/kimg over stylegan2's.
+`training_loop.training_loop`, on the same data and batch: one warm-up step (tick 0), then `--steps` steps (tick 1,
+whose sec/kimg is reported). The sample grid the loop paints first is cut to 2x2 (not timed, but StyleGAN2's G takes
+~10 min on CPU for the full 32x32 grid). No snapshots or metrics, except that the fpa run's tick-0 pickle is what
+fpa-unet refines. Per configuration: sec/kimg, peak CPU memory (GB, the process's max RSS), peak GPU memory
+(StyleGAN3's Resources/peak_gpu_mem_gb; 0 on CPU).
+--profile adds one more fpa run under torch.profiler: where an FPA step's time goes, by the loss's record_function
+ranges (G forward/backward, D forward/backward, gradient penalty). --malloc-ab adds one more fpa run with glibc's
+default malloc (FPA_KEEP_FREED_MEMORY=0; the loop otherwise keeps freed memory for reuse on CPU, see
+host_compat.keep_freed_memory). --reference-code adds the configuration `reference`: the authors' generator and
+discriminator (their classes: the CelebA preset, their D as their trainer builds it) trained by the work of one of
+their steps (benchmarks.reference_code.TrainingStep) on the same data and batch, with the same warm-up, step count
+and gradient-penalty steps, in its own process; use a multiple of 4 steps, so that each side's share of penalty
+steps is the trainer's. The last line is the headline: fpa's sec/kimg over stylegan2's.
 """
 
 import argparse
@@ -158,10 +158,11 @@ def main():
     if args.one:
         return run_one(args)
 
-    cfgs = args.cfgs.split(',') + ([REFERENCE] if args.reference_code else [])
-    if unknown := [c for c in cfgs if c not in CFG_ARGS and c != REFERENCE]:
+    cfgs = args.cfgs.split(',')
+    if unknown := [c for c in cfgs if c not in CFG_ARGS]:
         raise SystemExit(f'Unknown configuration(s) {unknown}: choose from {", ".join(CFG_ARGS)} '
-                         '(and --reference-code)')
+                         f'(--reference-code=PATH adds {REFERENCE!r}, the authors\' step)')
+    cfgs += [REFERENCE] if args.reference_code else []
     if 'fpa-unet' in cfgs and 'fpa' not in cfgs:
         raise SystemExit('fpa-unet refines the fpa run\'s pickle: include fpa in --cfgs')
     results = {}
