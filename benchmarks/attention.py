@@ -7,9 +7,10 @@ Measured in one run, min over repeats (interleaved, after a warm-up): forward an
 attention op alone at N = 320 (batch 40 x 8 heads), d = 64, 32x32; then forward + backward of
 LightGANDiscriminator(64) at batch 40 as the trainer runs it on real images (main logits + 32x32 head +
 reconstruction loss) with each impl, and with attention=False (the floor); with --reference-code, the authors'
-Discriminator (their class at their defaults, the same parameter count) on the same batch and loss. Then the
-floor's arithmetic (GFLOP) over a float32 matrix product's rate measured in the same run: the least time any D of
-this architecture can take here. The last line is the headline ratio.
+Discriminator (as their trainer builds it for FPA, the same parameter count) on the same batch and loss. Then the
+arithmetic (GFLOP, FlopCounterMode) of the floor and of the fused D over a float32 matrix product's rate measured in
+the same run: the least time such a D can take here, and so the most any D can gain on the authors'. The last line
+is the headline ratio.
 --profile adds torch.profiler's table of one step of the D with fused attention.
 """
 

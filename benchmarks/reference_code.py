@@ -13,6 +13,8 @@ import types
 
 import torch
 
+from fpa_plugin.core.lightgan import gradient_penalty
+
 # Their main.py defaults (64x64) and the CelebA preset of the paper (Table 3).
 GENERATOR_KWARGS = dict(image_size=64, latent_dim=128, mini_latent_dim=8, mini_input_size=128, rnn_hidden_size=1024,
                         num_layers=2, num_decoding_steps=64, out_tanh=True, use_softmax=True)
@@ -105,7 +107,7 @@ class TrainingStep:
         if self.steps % GP_EVERY == 0:
             ones = [torch.ones_like(real_out), torch.ones_like(real_out32)]
             grad, = torch.autograd.grad([real_out, real_out32], reals, ones, create_graph=True)
-            loss = loss + GP_WEIGHT * torch.linalg.vector_norm(grad.flatten(1), dim=1).sub(1).square().mean()
+            loss = loss + GP_WEIGHT * gradient_penalty(grad)                # the same 1-centred penalty
         loss.backward()
         self.D_opt.step()
 

@@ -44,6 +44,15 @@ def test_collapsed_generator_has_zero_spread_and_uniform_keys(diagnostics):
     assert collapsed['uniform key'] == 1 / 16
 
 
+def test_bf16_psnr_of_a_generator_set_to_bf16(diagnostics):
+    """Against float32 images also when G itself runs under bf16 (then 'its images' are not the reference)."""
+    G = tiny_fpa()
+    plain = diagnostics.generator_health(G, n=8)['bf16 PSNR dB']
+    G.fpa.amp = 'bfloat16'
+    assert diagnostics.generator_health(G, n=8)['bf16 PSNR dB'] == pytest.approx(plain)
+    assert G.fpa.amp == 'bfloat16'
+
+
 def test_near_duplicates(diagnostics):
     torch.manual_seed(0)
     spread = torch.randn(64, 3, 8, 8)
